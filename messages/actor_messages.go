@@ -1,0 +1,110 @@
+package messages
+
+import (
+	"context"
+	"time"
+
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// StateChanged is sent by the connection actor on every state change, and
+// passed on by the supervisor to the heartbeat, breaker and health actors.
+type StateChanged struct {
+	State State
+	At    time.Time
+	// Attempt counts connection attempts since the tunnel started, from 1.
+	Attempt int
+	// SessionID and ConnectTime are set when State is Authenticated:
+	// the relay's session id and the time from dial to auth_ok.
+	SessionID   string
+	ConnectTime time.Duration
+}
+
+// SendHeartbeat asks the connection to write a heartbeat frame with these
+// fields. The heartbeat actor sends it every heartbeat interval.
+type SendHeartbeat struct {
+	MessageID string
+	Timestamp int64 // unix milliseconds
+}
+
+// HeartbeatAck is a heartbeat_ack frame the connection received.
+type HeartbeatAck struct {
+	MessageID string
+	Timestamp int64
+	At        time.Time
+}
+
+// HeartbeatRTT is one measured heartbeat round trip.
+type HeartbeatRTT struct {
+	RTT time.Duration
+}
+
+// Stale says no heartbeat ack came for longer than the heartbeat timeout:
+// the connection must fail with NETWORK_ERROR.
+type Stale struct {
+	SinceAck time.Duration
+}
+
+// Outbound is one encoded WebSocket message to write. Reply receives exactly
+// one value: nil once written, or an error saying why not. Reply must have
+// room for one value (capacity 1), so that no writer ever blocks on it.
+// Writers skip a frame whose Ctx is done and reply with its error.
+type Outbound struct {
+	Ctx    context.Context
+	Binary bool
+	Data   []byte
+	Reply  chan error
+}
+
+// Answer delivers err to the frame's sender without ever blocking.
+func (o *Outbound) Answer(err error) {
+	select {
+	case o.Reply <- err:
+	default:
+	}
+}
+
+// Undeliverable hands frames back to the parent that a connection could not
+// start writing (it was not authenticated, or it failed first). The parent
+// queues them again, in order, for the next connection.
+type Undeliverable struct {
+	Frames []*Outbound
+}
+
+// Inbound is one application frame the connection received (request,
+// response, error, cancel, stream frames, window_update) or, when Chunk is
+// set, one binary chunk of a streamed body.
+type Inbound struct {
+	Frame *wire.Frame
+	Chunk *Chunk
+}
+
+// Chunk is one binary message of a streamed body.
+type Chunk struct {
+	MessageID string
+	Data      []byte
+}
+
+// BreakerVerdict answers each *ConnectionFailed the breaker hears: whether
+// the breaker is now open (the next attempt waits for its recovery) and the
+// consecutive failure count after this failure.
+type BreakerVerdict struct {
+	Failure             *ConnectionFailed
+	Open                bool
+	ConsecutiveFailures int
+}
+
+// BreakerStatus is sent by the breaker on every change of its state or count.
+// When State moves to BreakerHalfOpen the supervisor starts the one trial.
+type BreakerStatus struct {
+	State               BreakerState
+	ConsecutiveFailures int
+	// OpenUntil is when an open breaker lets its trial through (zero unless open).
+	OpenUntil time.Time
+	// Openings counts how often the breaker has opened since start.
+	Openings int
+	At       time.Time
+}
+
+// GetStatus asks the health ledger for a *Status snapshot (ctx.Respond).
+type GetStatus struct{}

@@ -1,0 +1,120 @@
+package messages
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is the tunnel's connection state, spelled as the seed spells it.
+type State int
+
+// The states of the seed. Only Authenticated means the tunnel is usable.
+const (
+	Disconnected   State = iota // not connected to the relay
+	Connecting                  // establishing the WebSocket connection
+	Connected                   // WebSocket connected, not authenticated
+	Authenticating              // auth frame sent, waiting for auth_ok
+	Authenticated               // fully connected and ready
+	CircuitBreaker              // too many failures, waiting for recovery
+)
+
+var stateNames = [...]string{"DISCONNECTED", "CONNECTING", "CONNECTED", "AUTHENTICATING", "AUTHENTICATED", "CIRCUIT_BREAKER"}
+
+func (s State) String() string {
+	if s < 0 || int(s) >= len(stateNames) {
+		return fmt.Sprintf("State(%d)", int(s))
+	}
+	return stateNames[s]
+}
+
+// MarshalText spells the state as the seed does, so JSON shows "AUTHENTICATED".
+func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// FailureType classifies why a connection attempt or a connection failed.
+// The zero value is Unknown.
+type FailureType int
+
+// The failure types of the seed. AuthFailure is retried after 30 s, every
+// other type after 10 s.
+const (
+	Unknown           FailureType = iota // other errors
+	AuthFailure                          // invalid API key, or the relay refused the upgrade (401/403/429)
+	ConnectionRefused                    // TCP refused, no route
+	NetworkError                         // connection dropped after auth_ok, or stale heartbeat
+	Timeout                              // no upgrade or no auth_ok within the connect timeout
+	ProtocolError                        // malformed frame, or a message over the read limit
+)
+
+// FailureTypes lists every failure type, in the seed's order.
+var FailureTypes = []FailureType{AuthFailure, ConnectionRefused, NetworkError, Timeout, ProtocolError, Unknown}
+
+var failureNames = [...]string{"UNKNOWN", "AUTH_FAILURE", "CONNECTION_REFUSED", "NETWORK_ERROR", "TIMEOUT", "PROTOCOL_ERROR"}
+
+func (f FailureType) String() string {
+	if f < 0 || int(f) >= len(failureNames) {
+		return fmt.Sprintf("FailureType(%d)", int(f))
+	}
+	return failureNames[f]
+}
+
+// MarshalText spells the failure type as the seed does.
+func (f FailureType) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// ConnectionFailed is the reason a connection actor fails with. It reaches
+// the supervisor's HandleFailure as the panic value, and the supervisor
+// passes it on to the breaker and the health ledger.
+type ConnectionFailed struct {
+	Type FailureType
+	Err  error
+	At   time.Time
+	// WasAuthenticated is true when the failure ended an authenticated
+	// connection (a drop), false when it ended an attempt.
+	WasAuthenticated bool
+}
+
+func (f *ConnectionFailed) Error() string {
+	if f.Err == nil {
+		return f.Type.String()
+	}
+	return f.Type.String() + ": " + f.Err.Error()
+}
+
+func (f *ConnectionFailed) Unwrap() error { return f.Err }
+
+// BreakerState is the circuit breaker's state.
+type BreakerState int
+
+// Breaker states. Closed lets attempts through; Open holds them for the
+// recovery time; HalfOpen lets one trial through.
+const (
+	BreakerClosed BreakerState = iota
+	BreakerOpen
+	BreakerHalfOpen
+)
+
+func (b BreakerState) String() string {
+	switch b {
+	case BreakerClosed:
+		return "closed"
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half-open"
+	}
+	return fmt.Sprintf("BreakerState(%d)", int(b))
+}
+
+// MarshalText spells the breaker state for JSON.
+func (b BreakerState) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// Errors every part of the tunnel returns, so callers can tell them apart with errors.Is.
+var (
+	// ErrQueueFull: Send while disconnected found the outbound queue at MaxQueue.
+	ErrQueueFull = errors.New("tunnel: outbound queue full")
+	// ErrStopped: the tunnel was stopped before the frame was written.
+	ErrStopped = errors.New("tunnel: stopped")
+	// ErrConnectionLost: the connection failed while the frame was being written;
+	// it may or may not have reached the relay.
+	ErrConnectionLost = errors.New("tunnel: connection lost while writing")
+)

@@ -1,0 +1,146 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Frame types of the protocol. Any other type is unknown: the receiver
+// answers it with an error frame and keeps the connection up.
+const (
+	TypeAuth         = "auth"
+	TypeAuthOK       = "auth_ok"
+	TypeAuthError    = "auth_error"
+	TypeHeartbeat    = "heartbeat"
+	TypeHeartbeatAck = "heartbeat_ack"
+	TypeRequest      = "request"
+	TypeResponse     = "response"
+	TypeError        = "error"
+	TypeCancel       = "cancel"
+	TypeStreamEnd    = "stream_end"
+	TypeStreamError  = "stream_error"
+	TypeWindowUpdate = "window_update"
+)
+
+// WebSocket close codes the protocol gives a meaning to.
+const (
+	CloseNormal        = 1000 // orderly shutdown
+	CloseProtocolError = 1002 // malformed frame: not JSON, or no type
+	ClosePolicy        = 1008 // auth refused
+	CloseTooBig        = 1009 // message over the read limit
+	CloseTryAgainLater = 1013 // relay at its session limit
+)
+
+// Defaults of the contract.
+const (
+	// DefaultReadLimit is the largest WebSocket message either side accepts: 16 MiB.
+	DefaultReadLimit = 16 << 20
+	// DefaultInlineLimit is the largest body sent inline in a frame's body field: 64 KiB.
+	// Larger bodies, or bodies of unknown length, are streamed.
+	DefaultInlineLimit = 64 << 10
+	// DefaultChunkLimit is the largest chunk of a streamed body in one binary message: 256 KiB.
+	DefaultChunkLimit = 256 << 10
+	// DefaultWindow is the number of chunk bytes a stream's sender may have in
+	// flight before the receiver grants more: 1 MiB.
+	DefaultWindow = 1 << 20
+	// DefaultTunnel is the tunnel name used when the auth frame names none.
+	DefaultTunnel = "default"
+	// MaxIDLength is the longest message_id a binary chunk can carry.
+	MaxIDLength = 255
+)
+
+// ErrMalformed is wrapped by every decoding error: the payload is not a JSON
+// object with a string type, or a binary chunk is cut short. The receiver
+// treats it as a protocol error (close 1002).
+var ErrMalformed = errors.New("wire: malformed frame")
+
+// Frame is one JSON control frame. Which fields are used depends on Type (see
+// PROTOCOL.md); unused fields are left empty and are not encoded. Body holds
+// raw bytes and travels as base64.
+type Frame struct {
+	Type      string              `json:"type"`
+	MessageID string              `json:"message_id,omitempty"`
+	APIKey    string              `json:"api_key,omitempty"`
+	Tunnel    string              `json:"tunnel,omitempty"`
+	Client    string              `json:"client,omitempty"`
+	SessionID string              `json:"session_id,omitempty"`
+	Timestamp int64               `json:"timestamp,omitempty"`
+	Method    string              `json:"method,omitempty"`
+	Path      string              `json:"path,omitempty"`
+	Status    int                 `json:"status,omitempty"`
+	Headers   map[string][]string `json:"headers,omitempty"`
+	Body      []byte              `json:"body,omitempty"`
+	Stream    bool                `json:"stream,omitempty"`
+	Bytes     int64               `json:"bytes,omitempty"`
+	Error     string              `json:"error,omitempty"`
+}
+
+// Known reports whether t is one of the protocol's frame types.
+func Known(t string) bool {
+	switch t {
+	case TypeAuth, TypeAuthOK, TypeAuthError, TypeHeartbeat, TypeHeartbeatAck,
+		TypeRequest, TypeResponse, TypeError, TypeCancel,
+		TypeStreamEnd, TypeStreamError, TypeWindowUpdate:
+		return true
+	}
+	return false
+}
+
+// Encode returns the JSON text of f.
+func Encode(f *Frame) ([]byte, error) {
+	if f.Type == "" {
+		return nil, errors.New("wire: frame has no type")
+	}
+	return json.Marshal(f)
+}
+
+// MustEncode is Encode for frames built in code, whose encoding cannot fail.
+func MustEncode(f *Frame) []byte {
+	b, err := Encode(f)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Decode parses one JSON text message. Unknown fields are ignored; an unknown
+// type decodes fine (the caller answers it with an error frame). A payload
+// that is not a JSON object, has fields of the wrong JSON type, or lacks a
+// string "type" returns an error wrapping ErrMalformed.
+func Decode(data []byte) (*Frame, error) {
+	var f Frame
+	if err := json.Unmarshal(data, &f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if f.Type == "" {
+		return nil, fmt.Errorf("%w: no type", ErrMalformed)
+	}
+	return &f, nil
+}
+
+// EncodeChunk lays out one binary message of a streamed body: one byte with
+// the id's length, the id, then the chunk bytes.
+func EncodeChunk(messageID string, chunk []byte) ([]byte, error) {
+	if len(messageID) == 0 || len(messageID) > MaxIDLength {
+		return nil, fmt.Errorf("wire: chunk message_id must be 1 to %d bytes, got %d", MaxIDLength, len(messageID))
+	}
+	out := make([]byte, 1+len(messageID)+len(chunk))
+	out[0] = byte(len(messageID))
+	copy(out[1:], messageID)
+	copy(out[1+len(messageID):], chunk)
+	return out, nil
+}
+
+// DecodeChunk splits a binary message into its message_id and chunk bytes.
+// The chunk aliases data.
+func DecodeChunk(data []byte) (messageID string, chunk []byte, err error) {
+	if len(data) == 0 {
+		return "", nil, fmt.Errorf("%w: empty binary message", ErrMalformed)
+	}
+	n := int(data[0])
+	if n == 0 || len(data) < 1+n {
+		return "", nil, fmt.Errorf("%w: binary message with id length %d but %d bytes", ErrMalformed, n, len(data))
+	}
+	return string(data[1 : 1+n]), data[1+n:], nil
+}
