@@ -54,6 +54,10 @@ type Outbound struct {
 	Binary bool
 	Data   []byte
 	Reply  chan error
+	// NoQueue frames continue something begun on the current connection
+	// (the chunks of a stream): while disconnected they fail with
+	// ErrNotConnected instead of waiting for the next connection.
+	NoQueue bool
 }
 
 // Answer delivers err to the frame's sender without ever blocking.

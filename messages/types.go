@@ -114,7 +114,9 @@ var (
 	ErrQueueFull = errors.New("tunnel: outbound queue full")
 	// ErrStopped: the tunnel was stopped before the frame was written.
 	ErrStopped = errors.New("tunnel: stopped")
-	// ErrConnectionLost: the connection failed while the frame was being written;
-	// it may or may not have reached the relay.
-	ErrConnectionLost = errors.New("tunnel: connection lost while writing")
+	// ErrConnectionLost: the connection failed while a frame was being written (it
+	// may or may not have reached the relay), or before an awaited answer came.
+	ErrConnectionLost = errors.New("tunnel: connection lost")
+	// ErrNotConnected: a frame that cannot wait for the next connection found none.
+	ErrNotConnected = errors.New("tunnel: not connected")
 )

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -92,7 +93,15 @@ func Encode(f *Frame) ([]byte, error) {
 	if f.Type == "" {
 		return nil, errors.New("wire: frame has no type")
 	}
-	return json.Marshal(f)
+	// Without HTML escaping a path such as "/tts?a=1&b=2" reads the same on
+	// the wire as in PROTOCOL.md; frames never land in an HTML page.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(f); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // MustEncode is Encode for frames built in code, whose encoding cannot fail.
@@ -108,13 +117,54 @@ func MustEncode(f *Frame) []byte {
 // type decodes fine (the caller answers it with an error frame). A payload
 // that is not a JSON object, has fields of the wrong JSON type, or lacks a
 // string "type" returns an error wrapping ErrMalformed.
+//
+// Field names must match exactly: encoding/json on its own would also read
+// "Type" or "MESSAGE_ID", which the contract calls unknown fields. An empty
+// body or header map decodes as nil, so that a decoded frame equals the
+// decoding of its own encoding.
 func Decode(data []byte) (*Frame, error) {
-	var f Frame
-	if err := json.Unmarshal(data, &f); err != nil {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	var f Frame
+	fields := []struct {
+		name string
+		dst  any
+	}{
+		{"type", &f.Type},
+		{"message_id", &f.MessageID},
+		{"api_key", &f.APIKey},
+		{"tunnel", &f.Tunnel},
+		{"client", &f.Client},
+		{"session_id", &f.SessionID},
+		{"timestamp", &f.Timestamp},
+		{"method", &f.Method},
+		{"path", &f.Path},
+		{"status", &f.Status},
+		{"headers", &f.Headers},
+		{"body", &f.Body},
+		{"stream", &f.Stream},
+		{"bytes", &f.Bytes},
+		{"error", &f.Error},
+	}
+	for _, field := range fields {
+		value, ok := raw[field.name]
+		if !ok {
+			continue
+		}
+		if err := json.Unmarshal(value, field.dst); err != nil {
+			return nil, fmt.Errorf("%w: field %s: %v", ErrMalformed, field.name, err)
+		}
 	}
 	if f.Type == "" {
 		return nil, fmt.Errorf("%w: no type", ErrMalformed)
+	}
+	if len(f.Body) == 0 {
+		f.Body = nil
+	}
+	if len(f.Headers) == 0 {
+		f.Headers = nil
 	}
 	return &f, nil
 }
@@ -122,14 +172,26 @@ func Decode(data []byte) (*Frame, error) {
 // EncodeChunk lays out one binary message of a streamed body: one byte with
 // the id's length, the id, then the chunk bytes.
 func EncodeChunk(messageID string, chunk []byte) ([]byte, error) {
-	if len(messageID) == 0 || len(messageID) > MaxIDLength {
-		return nil, fmt.Errorf("wire: chunk message_id must be 1 to %d bytes, got %d", MaxIDLength, len(messageID))
+	if err := checkChunkID(messageID); err != nil {
+		return nil, err
 	}
+	return layoutChunk(messageID, chunk), nil
+}
+
+func checkChunkID(messageID string) error {
+	if len(messageID) == 0 || len(messageID) > MaxIDLength {
+		return fmt.Errorf("wire: chunk message_id must be 1 to %d bytes, got %d", MaxIDLength, len(messageID))
+	}
+	return nil
+}
+
+// layoutChunk is EncodeChunk for an id already checked.
+func layoutChunk(messageID string, chunk []byte) []byte {
 	out := make([]byte, 1+len(messageID)+len(chunk))
 	out[0] = byte(len(messageID))
 	copy(out[1:], messageID)
 	copy(out[1+len(messageID):], chunk)
-	return out, nil
+	return out
 }
 
 // DecodeChunk splits a binary message into its message_id and chunk bytes.

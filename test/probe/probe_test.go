@@ -2,7 +2,6 @@ package probe_test
 
 import (
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,8 +29,7 @@ func (d *delayed) Receive(ctx actor.Context) {
 }
 
 func TestProbeSeesParentMessagesAndFailuresInVirtualTime(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		system := actor.NewActorSystem(probe.Quiet()...)
+	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
 		p := probe.New(t, system)
 		p.Wait = time.Hour
 		start := time.Now()

@@ -3,6 +3,8 @@ package probe
 import (
 	"io"
 	"log/slog"
+	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -18,4 +20,23 @@ func Quiet() []actor.ConfigOption {
 		}),
 		actor.WithDeadLetterThrottleInterval(10 * time.Millisecond),
 	}
+}
+
+// Bubble runs f in a testing/synctest bubble with a fresh quiet actor system
+// made inside it, and ends the bubble cleanly: after f and every cleanup f
+// registered (such as the probe's), it waits until every goroutine is idle
+// and lets fake time run past protoactor's dead-letter throttle, whose timer
+// a message to an actor that has just stopped can start. Without that, the
+// bubble could end with that timer's goroutine still blocked.
+func Bubble(t *testing.T, f func(t *testing.T, system *actor.ActorSystem)) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		system := actor.NewActorSystem(Quiet()...)
+		t.Cleanup(func() {
+			synctest.Wait()
+			time.Sleep(time.Second) // fake time: returns at once
+			system.Shutdown()
+		})
+		f(t, system)
+	})
 }

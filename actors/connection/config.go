@@ -1,0 +1,108 @@
+package connection
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// Defaults of Config: the seed's "Fiber/LAN Optimized" column and PROTOCOL.md.
+const (
+	DefaultConnectTimeout = 10 * time.Second
+	DefaultPingInterval   = 15 * time.Second
+	DefaultPongTimeout    = 30 * time.Second
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultCloseTimeout   = 10 * time.Second
+	DefaultBufferSize     = 64 << 10
+)
+
+// Config configures the connection actor. Props fills every zero field but
+// URL, APIKey, Client, TLSConfig and NetDialContext with its default.
+type Config struct {
+	URL    string // ws:// or wss:// URL of the relay's tunnel endpoint
+	APIKey string // sent in the auth frame, never logged
+	Tunnel string // tunnel name sent in the auth frame; default "default"
+	Client string // "client" field of the auth frame (name/version); empty omits it
+
+	// ConnectTimeout bounds TCP connect, TLS, the upgrade and the wait for
+	// the auth reply, all counted from the start of the dial; default 10 s.
+	ConnectTimeout time.Duration
+	PingInterval   time.Duration // WebSocket ping period once authenticated; default 15 s
+	// PongTimeout is how long the connection lives without a pong or any
+	// message from the relay; default 30 s.
+	PongTimeout  time.Duration
+	WriteTimeout time.Duration // deadline of each write; default 10 s
+	// CloseTimeout bounds the wait for the relay's close frame on Stop, and
+	// the background write of the close frame after a failure; default 10 s.
+	CloseTimeout time.Duration
+
+	ReadLimit       int64 // largest message accepted; default wire.DefaultReadLimit (16 MiB)
+	WriteBufferSize int   // default 64 KiB
+	ReadBufferSize  int   // default 64 KiB
+
+	TLSConfig *tls.Config // for wss://; nil uses the system roots
+	// NetDialContext opens the TCP connection; nil uses the real network.
+	// Tests hand out in-memory pipes here.
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger         *logrus.Logger // nil discards logs
+}
+
+// DefaultConfig returns a Config with every default set: Tunnel "default",
+// ConnectTimeout 10 s, PingInterval 15 s, PongTimeout 30 s, WriteTimeout
+// 10 s, CloseTimeout 10 s, ReadLimit 16 MiB, write and read buffers 64 KiB,
+// the real network and a discarding logger. Set URL and APIKey.
+func DefaultConfig() Config {
+	return Config{
+		Tunnel:          wire.DefaultTunnel,
+		ConnectTimeout:  DefaultConnectTimeout,
+		PingInterval:    DefaultPingInterval,
+		PongTimeout:     DefaultPongTimeout,
+		WriteTimeout:    DefaultWriteTimeout,
+		CloseTimeout:    DefaultCloseTimeout,
+		ReadLimit:       wire.DefaultReadLimit,
+		WriteBufferSize: DefaultBufferSize,
+		ReadBufferSize:  DefaultBufferSize,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.Tunnel == "" {
+		c.Tunnel = d.Tunnel
+	}
+	c.ConnectTimeout = orDefault(c.ConnectTimeout, d.ConnectTimeout)
+	c.PingInterval = orDefault(c.PingInterval, d.PingInterval)
+	c.PongTimeout = orDefault(c.PongTimeout, d.PongTimeout)
+	c.WriteTimeout = orDefault(c.WriteTimeout, d.WriteTimeout)
+	c.CloseTimeout = orDefault(c.CloseTimeout, d.CloseTimeout)
+	if c.ReadLimit <= 0 {
+		c.ReadLimit = d.ReadLimit
+	}
+	if c.WriteBufferSize <= 0 {
+		c.WriteBufferSize = d.WriteBufferSize
+	}
+	if c.ReadBufferSize <= 0 {
+		c.ReadBufferSize = d.ReadBufferSize
+	}
+	if c.NetDialContext == nil {
+		c.NetDialContext = (&net.Dialer{}).DialContext
+	}
+	if c.Logger == nil {
+		c.Logger = logrus.New()
+		c.Logger.SetOutput(io.Discard)
+	}
+	return c
+}
+
+func orDefault(v, def time.Duration) time.Duration {
+	if v <= 0 {
+		return def
+	}
+	return v
+}

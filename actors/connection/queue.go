@@ -1,0 +1,70 @@
+package connection
+
+import (
+	"sync"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+)
+
+// queue holds the frames waiting for the writer goroutine. The actor pushes
+// without ever blocking; the writer pops. Closing it takes back every frame
+// the writer has not started.
+type queue struct {
+	mu     sync.Mutex
+	items  []item
+	closed bool
+	ready  chan struct{} // holds a token while items may be waiting
+}
+
+// item is one frame to write. Own frames (heartbeats, error answers) are the
+// connection's business: nobody waits for them and they are never handed back.
+type item struct {
+	out *messages.Outbound
+	own bool
+}
+
+func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
+
+// push appends it and wakes the writer; false once the queue is closed.
+func (q *queue) push(it item) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.items = append(q.items, it)
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// pop takes the oldest item; false when there is none or the queue is closed.
+func (q *queue) pop() (item, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return item{}, false
+	}
+	it := q.items[0]
+	q.items[0] = item{}
+	q.items = q.items[1:]
+	return it, true
+}
+
+// close refuses further pushes and returns the callers' frames still
+// waiting, oldest first.
+func (q *queue) close() []*messages.Outbound {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+	var out []*messages.Outbound
+	for _, it := range q.items {
+		if !it.own {
+			out = append(out, it.out)
+		}
+	}
+	q.items = nil
+	return out
+}

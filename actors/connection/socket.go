@@ -1,0 +1,309 @@
+package connection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// socket is one connection attempt and, after auth_ok, the connection. Its
+// goroutines tag every message they send to the actor with it.
+//
+// Only the actor goroutine calls its methods, except those marked as called
+// by the socket's own goroutines; they share mu's fields.
+type socket struct {
+	cfg        Config
+	started    time.Time // dial start, from which ConnectTime is counted
+	cancel     context.CancelFunc
+	ctx        context.Context
+	queue      *queue
+	quit       chan struct{} // closed to stop the writer
+	readerDone chan struct{} // closed when the dial-and-read goroutine ends
+	wg         sync.WaitGroup
+	stopped    bool // quit closed and ctx cancelled
+	aborted    bool // torn down after a failure
+
+	mu      sync.Mutex
+	netConn net.Conn
+	ws      *websocket.Conn
+	closed  bool
+}
+
+// Messages of the socket's goroutines to the actor.
+type (
+	dialed   struct{ sock *socket }
+	authSent struct{ sock *socket }
+	authOK   struct {
+		sock      *socket
+		ws        *websocket.Conn
+		sessionID string
+	}
+	received struct {
+		sock  *socket
+		frame *wire.Frame
+		chunk *messages.Chunk
+		at    time.Time
+	}
+	sockFailed struct {
+		sock  *socket
+		phase Phase
+		err   error
+	}
+)
+
+func newSocket(cfg Config) *socket {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &socket{
+		cfg: cfg, started: time.Now(), ctx: ctx, cancel: cancel, queue: newQueue(),
+		quit: make(chan struct{}), readerDone: make(chan struct{}),
+	}
+}
+
+// run dials, authenticates and then reads until the connection ends. It is
+// the socket's only reader. Runs in its own goroutine.
+func (s *socket) run(send func(any)) {
+	defer close(s.readerDone)
+	deadline := s.started.Add(s.cfg.ConnectTimeout)
+	ctx, cancel := context.WithDeadline(s.ctx, deadline)
+	defer cancel()
+	dialer := websocket.Dialer{
+		NetDialContext:  s.dial,
+		TLSClientConfig: s.cfg.TLSConfig,
+		ReadBufferSize:  s.cfg.ReadBufferSize,
+		WriteBufferSize: s.cfg.WriteBufferSize,
+	}
+	ws, resp, err := dialer.DialContext(ctx, s.cfg.URL, nil)
+	if err != nil {
+		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
+			err = &UpgradeError{StatusCode: resp.StatusCode}
+		}
+		send(&sockFailed{sock: s, phase: PhaseDialing, err: err})
+		return
+	}
+	if !s.setWebSocket(ws) {
+		ws.Close()
+		return
+	}
+	send(&dialed{sock: s})
+
+	ws.SetReadLimit(s.cfg.ReadLimit)
+	_ = ws.SetReadDeadline(deadline)
+	_ = ws.SetWriteDeadline(deadline)
+	auth := &wire.Frame{Type: wire.TypeAuth, APIKey: s.cfg.APIKey, Tunnel: s.cfg.Tunnel, Client: s.cfg.Client}
+	if err := ws.WriteMessage(websocket.TextMessage, wire.MustEncode(auth)); err != nil {
+		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
+		return
+	}
+	send(&authSent{sock: s})
+	sessionID, err := awaitAuth(ws)
+	if err != nil {
+		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
+		return
+	}
+	send(&authOK{sock: s, ws: ws, sessionID: sessionID})
+	send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: s.read(ws, send)})
+}
+
+// dial opens the TCP connection and keeps it, so that Stop can close it even
+// in the middle of the upgrade. Called by the dialer in run's goroutine.
+func (s *socket) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := s.cfg.NetDialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	s.netConn = c
+	return c, nil
+}
+
+// awaitAuth reads the relay's answer to the auth frame.
+func awaitAuth(ws *websocket.Conn) (sessionID string, err error) {
+	messageType, data, err := ws.ReadMessage()
+	if err != nil {
+		return "", err
+	}
+	if messageType != websocket.TextMessage {
+		return "", fmt.Errorf("%w: binary message before auth_ok", ErrProtocol)
+	}
+	f, err := wire.Decode(data)
+	if err != nil {
+		return "", err
+	}
+	switch f.Type {
+	case wire.TypeAuthOK:
+		return f.SessionID, nil
+	case wire.TypeAuthError:
+		return "", &AuthError{Reason: f.Error}
+	}
+	return "", fmt.Errorf("%w: %q frame before auth_ok", ErrProtocol, f.Type)
+}
+
+// read forwards every message until one fails; it returns the first cause.
+// Every message and every pong gives the relay PongTimeout more.
+func (s *socket) read(ws *websocket.Conn, send func(any)) error {
+	extend := func() error { return ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout)) }
+	_ = extend()
+	ws.SetPongHandler(func(string) error { return extend() })
+	for {
+		messageType, data, err := ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		_ = extend()
+		msg := &received{sock: s, at: time.Now()}
+		if messageType == websocket.BinaryMessage {
+			id, chunk, err := wire.DecodeChunk(data)
+			if err != nil {
+				return err
+			}
+			msg.chunk = &messages.Chunk{MessageID: id, Data: chunk}
+		} else {
+			f, err := wire.Decode(data)
+			if err != nil {
+				return err
+			}
+			switch f.Type {
+			case wire.TypeAuth, wire.TypeAuthOK, wire.TypeAuthError:
+				return fmt.Errorf("%w: %q frame after auth_ok", ErrProtocol, f.Type)
+			}
+			msg.frame = f
+		}
+		send(msg)
+	}
+}
+
+// write is the socket's only writer once authenticated: queued frames in
+// order, and a ping every PingInterval. Runs in its own goroutine.
+func (s *socket) write(ws *websocket.Conn, send func(any)) {
+	ping := time.NewTicker(s.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		var err error
+		select {
+		case <-s.quit:
+			return
+		case <-ping.C:
+			err = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout))
+		case <-s.queue.ready:
+			err = s.writeQueued(ws)
+		}
+		if err != nil {
+			// ErrCloseSent means a close frame went out first: the reader,
+			// or the actor, already holds the real cause.
+			if !errors.Is(err, websocket.ErrCloseSent) {
+				send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: err})
+			}
+			return
+		}
+	}
+}
+
+// writeQueued writes every queued frame, skipping those whose caller gave up.
+func (s *socket) writeQueued(ws *websocket.Conn) error {
+	for {
+		it, ok := s.queue.pop()
+		if !ok {
+			return nil
+		}
+		o := it.out
+		if o.Ctx != nil && o.Ctx.Err() != nil {
+			o.Answer(o.Ctx.Err())
+			continue
+		}
+		messageType := websocket.TextMessage
+		if o.Binary {
+			messageType = websocket.BinaryMessage
+		}
+		_ = ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if err := ws.WriteMessage(messageType, o.Data); err != nil {
+			o.Answer(fmt.Errorf("%w: %w", messages.ErrConnectionLost, err))
+			return err
+		}
+		o.Answer(nil)
+	}
+}
+
+func (s *socket) setWebSocket(ws *websocket.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ws = ws
+	return !s.closed
+}
+
+func (s *socket) webSocket() *websocket.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ws
+}
+
+// stop cancels a dial in progress and stops the writer.
+func (s *socket) stop() {
+	if s.stopped {
+		return
+	}
+	s.stopped = true
+	s.cancel()
+	close(s.quit)
+}
+
+// closeNow closes the network connection, which ends every blocked read
+// and write at once. Safe from any goroutine.
+func (s *socket) closeNow() {
+	s.mu.Lock()
+	s.closed = true
+	c := s.netConn
+	s.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// abort tears the socket down after a failure without waiting for the
+// relay: the close frame (code) is written in the background, bounded by
+// CloseTimeout, and the connection closed right after it.
+func (s *socket) abort(code int) {
+	s.aborted = true
+	s.stop()
+	ws := s.webSocket()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if ws != nil {
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(s.cfg.CloseTimeout))
+		}
+		s.closeNow()
+	}()
+}
+
+// release ends the socket for good and returns once its goroutines have
+// ended. A socket that did not fail says goodbye first: close 1000, then up
+// to CloseTimeout for the relay's close to reach the reader.
+func (s *socket) release() {
+	s.stop()
+	if ws := s.webSocket(); ws != nil && !s.aborted {
+		err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wire.CloseNormal, ""), time.Now().Add(s.cfg.CloseTimeout))
+		if err == nil {
+			wait := time.NewTimer(s.cfg.CloseTimeout)
+			select {
+			case <-s.readerDone:
+			case <-wait.C:
+			}
+			wait.Stop()
+		}
+	}
+	s.closeNow()
+	s.wg.Wait()
+}

@@ -1,0 +1,238 @@
+package relay_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+func health(t *testing.T, r *relay.Relay) (status string, tunnels []string) {
+	t.Helper()
+	resp, err := httpClient(t).Get(baseURL(r) + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status  string   `json:"status"`
+		Tunnels []string `json:"tunnels"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	return body.Status, body.Tunnels
+}
+
+func TestHealthListsConnectedTunnels(t *testing.T) {
+	r := startRelay(t, nil)
+	if status, tunnels := health(t, r); status != "ok" || tunnels == nil || len(tunnels) != 0 {
+		t.Fatalf("health before: %q %v (want an empty list, not null)", status, tunnels)
+	}
+	connect(t, r, keyB, "b", nil)
+	a := connect(t, r, keyA, "a", nil)
+	if _, tunnels := health(t, r); !slices.Equal(tunnels, []string{"a", "b"}) {
+		t.Fatalf("tunnels %v", tunnels)
+	}
+	a.close()
+	deadline := time.Now().Add(wait)
+	for {
+		_, tunnels := health(t, r)
+		if slices.Equal(tunnels, []string{"b"}) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tunnels %v after a left", tunnels)
+		}
+		runtime.Gosched()
+	}
+}
+
+func TestMetricsCountSessionsFailuresRequestsAndBytes(t *testing.T) {
+	r := startRelay(t, nil)
+	connect(t, r, defaultKey, "", echo)
+	bad, _, err := dial(t, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.send(&wire.Frame{Type: wire.TypeAuth, APIKey: "wrong"})
+	bad.expectClosed()
+	c := httpClient(t)
+	for _, path := range []string{"/x", "/t/a/x", "/t/nonsense-name/x"} {
+		resp, err := c.Get(baseURL(r) + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	resp, err := c.Get(baseURL(r) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		"tunnel_relay_sessions 1",
+		"tunnel_relay_auth_failures_total 1",
+		`tunnel_relay_requests_total{code="200",tunnel="default"} 1`,
+		`tunnel_relay_requests_total{code="503",tunnel="a"} 1`,
+		`tunnel_relay_requests_total{code="503",tunnel="_other"} 1`,
+		`tunnel_relay_request_duration_seconds_count{tunnel="default"} 1`,
+		"tunnel_relay_bytes_in_total",
+		"tunnel_relay_bytes_out_total",
+	} {
+		if !strings.Contains(string(text), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(string(text), "tunnel_relay_bytes_in_total 0\n") {
+		t.Error("no bytes counted in")
+	}
+}
+
+func TestTLSServesWSS(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t)
+	r := startRelay(t, func(c *relay.Config) { c.TLSCertFile, c.TLSKeyFile = certFile, keyFile })
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}, HandshakeTimeout: wait}
+	conn, _, err := d.Dial("wss://"+r.Addr().String()+"/tunnel", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.WriteMessage(websocket.TextMessage, wire.MustEncode(&wire.Frame{Type: wire.TypeAuth, APIKey: defaultKey}))
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	_, data, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := wire.Decode(data); err != nil || f.Type != wire.TypeAuthOK {
+		t.Fatalf("got %s, %v", data, err)
+	}
+}
+
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "relay test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, pool
+}
+
+func TestConfigValidation(t *testing.T) {
+	keysFile := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keysFile, []byte("# tunnels\na key-a\ndefault key-d\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*relay.Config)
+		err    string
+	}{
+		{"token only", func(c *relay.Config) { c.AuthToken = "k" }, ""},
+		{"keys file", func(c *relay.Config) { c.KeysFile = keysFile }, ""},
+		{"no key", func(*relay.Config) {}, "no API keys"},
+		{"default twice", func(c *relay.Config) { c.KeysFile, c.AuthToken = keysFile, "k" }, `tunnel "default"`},
+		{"shared key", func(c *relay.Config) { c.AuthToken, c.Keys = "k", map[string]string{"x": "k"} }, "share one key"},
+		{"missing keys file", func(c *relay.Config) { c.AuthToken, c.KeysFile = "k", keysFile+".gone" }, "no such file"},
+		{"bad name", func(c *relay.Config) { c.Keys = map[string]string{"a/b": "k"} }, "invalid tunnel name"},
+		{"cert without key", func(c *relay.Config) { c.AuthToken, c.TLSCertFile = "k", "cert.pem" }, "go together"},
+		{"zero timeout", func(c *relay.Config) { c.AuthToken, c.RequestTimeout = "k", 0 }, "RequestTimeout"},
+		{"huge chunks", func(c *relay.Config) { c.AuthToken, c.ChunkSize = "k", 1<<20 }, "ChunkSize"},
+	} {
+		cfg := relay.DefaultConfig()
+		tc.change(&cfg)
+		err := cfg.Validate()
+		switch {
+		case tc.err == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.err)
+		}
+		if err != nil && (strings.Contains(err.Error(), "key-a") || strings.Contains(err.Error(), "key-d")) {
+			t.Errorf("%s: error quotes a key: %v", tc.name, err)
+		}
+	}
+}
+
+// Close ends every supervisor connection with 1001 and leaves no goroutine.
+func TestCloseStopsEverything(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	cfg := relay.DefaultConfig()
+	cfg.Listen, cfg.AuthToken = "127.0.0.1:0", defaultKey
+	r, err := relay.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := connect(t, r, defaultKey, "", echo)
+	resp, err := httpClient(t).Get(baseURL(r) + "/before-close")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.expectClosed(); code != websocket.CloseGoingAway {
+		t.Fatalf("close code %d, want 1001", code)
+	}
+	s.close()
+	if err := r.Close(ctx); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := http.Get(baseURL(r) + "/health"); err == nil {
+		t.Fatal("relay still answers after Close")
+	}
+}

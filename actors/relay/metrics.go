@@ -1,0 +1,68 @@
+package relay
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// otherTunnel labels requests for tunnel names no key opens, so that random
+// public paths cannot grow the label set.
+const otherTunnel = "_other"
+
+// clientGone is the code label of a request whose public client left before
+// it was answered (nginx's 499).
+const clientGone = 499
+
+type metrics struct {
+	registry     *prometheus.Registry
+	sessions     prometheus.Gauge
+	authFailures prometheus.Counter
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	bytesIn      prometheus.Counter
+	bytesOut     prometheus.Counter
+	tunnels      map[string]bool
+}
+
+func newMetrics(tunnels map[string]string) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tunnel_relay_sessions", Help: "Open supervisor connections, authenticated or not.",
+		}),
+		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tunnel_relay_auth_failures_total", Help: "Supervisor auth attempts refused for a wrong key.",
+		}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_requests_total", Help: "Public requests by tunnel and HTTP status (499: client left first).",
+		}, []string{"tunnel", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "tunnel_relay_request_duration_seconds", Help: "Time from a public request to the end of its response.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}, []string{"tunnel"}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tunnel_relay_bytes_in_total", Help: "Bytes of WebSocket messages received from supervisors.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tunnel_relay_bytes_out_total", Help: "Bytes of WebSocket messages sent to supervisors.",
+		}),
+		tunnels: make(map[string]bool, len(tunnels)),
+	}
+	for name := range tunnels {
+		m.tunnels[name] = true
+	}
+	m.registry.MustRegister(m.sessions, m.authFailures, m.requests, m.latency, m.bytesIn, m.bytesOut,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) observe(tunnel string, status int, took time.Duration) {
+	if !m.tunnels[tunnel] {
+		tunnel = otherTunnel
+	}
+	m.requests.WithLabelValues(tunnel, strconv.Itoa(status)).Inc()
+	m.latency.WithLabelValues(tunnel).Observe(took.Seconds())
+}

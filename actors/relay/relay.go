@@ -1,0 +1,233 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+)
+
+const (
+	// askTimeout bounds the front's questions to the actors.
+	askTimeout = 5 * time.Second
+	// readHeaderTimeout bounds how long a public client may take to send
+	// its request headers.
+	readHeaderTimeout = 30 * time.Second
+	// idleTimeout closes keep-alive public connections left idle.
+	idleTimeout = 2 * time.Minute
+	// deadLetterThrottle is the period of protoactor's dead-letter log
+	// throttle, whose goroutine lives that long after the last dead letter.
+	deadLetterThrottle = 100 * time.Millisecond
+)
+
+// Relay is a running relay: the HTTP front on its listener and the actors
+// behind it. Create it with Start and end it with Close.
+type Relay struct {
+	cfg      Config
+	log      *logrus.Entry
+	system   *actor.ActorSystem
+	root     *actor.PID
+	metrics  *metrics
+	srv      *http.Server
+	listener net.Listener
+	upgrader websocket.Upgrader
+
+	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
+	handlers  tracker        // HTTP handlers running
+	running   sync.WaitGroup // the sessions' reader and writer goroutines
+	served    chan error     // Serve's result
+	errorLog  *io.PipeWriter // net/http's error log, into logrus
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start validates cfg, starts the actors, listens on cfg.Listen and serves
+// until Close. The error says what is wrong with cfg, or why it cannot listen.
+func Start(cfg Config) (*Relay, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	keys, err := cfg.keys()
+	if err != nil {
+		return nil, err
+	}
+	var tlsConfig *tls.Config
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("relay: loading TLS certificate: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = logrus.New()
+		logger.SetOutput(io.Discard)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r := &Relay{
+		cfg:      cfg,
+		log:      logger.WithField("actor", "relay"),
+		metrics:  newMetrics(keys),
+		listener: ln,
+		closing:  make(chan struct{}),
+		served:   make(chan error, 1),
+		upgrader: websocket.Upgrader{
+			WriteBufferPool: &sync.Pool{},
+			// Supervisors are programs, not pages: there is no origin to trust.
+			CheckOrigin: func(*http.Request) bool { return true },
+		},
+	}
+	r.system = actor.NewActorSystem(
+		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return newSlogLogger(cfg.Logger) }),
+		actor.WithDeadLetterThrottleInterval(deadLetterThrottle),
+	)
+	root := newRoot(cfg, keys, r.metrics, &r.running)
+	r.root = r.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return root }))
+	r.errorLog = logger.WriterLevel(logrus.DebugLevel)
+	r.srv = &http.Server{
+		Handler:           http.HandlerFunc(r.serveHTTP),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		TLSConfig:         tlsConfig,
+		ErrorLog:          log.New(r.errorLog, "", 0),
+	}
+	go func() {
+		if tlsConfig != nil {
+			r.served <- r.srv.ServeTLS(ln, "", "")
+		} else {
+			r.served <- r.srv.Serve(ln)
+		}
+	}()
+	r.log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "tunnels": len(keys), "tls": tlsConfig != nil}).Info("Relay listening")
+	return r, nil
+}
+
+// Addr is the address the relay listens on.
+func (r *Relay) Addr() net.Addr { return r.listener.Addr() }
+
+// Close shuts the relay down: it stops taking connections, lets public
+// requests in progress finish until ctx ends (then cuts them off), closes
+// every supervisor connection (1001), stops the actors, and waits for all
+// of its goroutines. Later calls return the first call's result.
+func (r *Relay) Close(ctx context.Context) error {
+	r.closeOnce.Do(func() {
+		var errs []error
+		if err := r.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+			_ = r.srv.Close()
+		}
+		close(r.closing)
+		if err := r.system.Root.StopFuture(r.root).Wait(); err != nil {
+			errs = append(errs, fmt.Errorf("relay: stopping actors: %w", err))
+		}
+		r.system.Shutdown()
+		if err := r.handlers.wait(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("relay: waiting for handlers: %w", err))
+		}
+		if err := waitGroup(ctx, &r.running); err != nil {
+			errs = append(errs, fmt.Errorf("relay: waiting for sessions: %w", err))
+		}
+		if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		_ = r.errorLog.Close()
+		r.closeErr = errors.Join(errs...)
+		r.log.Info("Relay stopped")
+	})
+	return r.closeErr
+}
+
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tracker counts running handlers; unlike a WaitGroup it may be entered
+// while someone waits, and refuses entry once closed.
+type tracker struct {
+	mu     sync.Mutex
+	n      int
+	closed bool
+	idle   chan struct{} // closed when closed and n reaches 0
+}
+
+func (t *tracker) enter() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.n++
+	return true
+}
+
+func (t *tracker) leave() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n--; t.n == 0 && t.closed {
+		close(t.idle)
+	}
+}
+
+func (t *tracker) wait(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	t.idle = make(chan struct{})
+	if t.n == 0 {
+		close(t.idle)
+	}
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// serveHTTP is the relay's HTTP front: /tunnel for supervisors, /health,
+// /metrics, and every other path routed through a tunnel.
+func (r *Relay) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	if !r.handlers.enter() {
+		writeError(w, http.StatusServiceUnavailable, "relay shutting down")
+		return
+	}
+	defer r.handlers.leave()
+	switch req.URL.Path {
+	case "/tunnel":
+		r.serveTunnel(w, req)
+	case "/health":
+		r.serveHealth(w)
+	case "/metrics":
+		promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}).ServeHTTP(w, req)
+	default:
+		r.serveProxy(w, req)
+	}
+}

@@ -1,0 +1,16 @@
+// Package relaymsg holds the messages the relay's actors exchange: the
+// session actor (one per supervisor connection), the auth manager, the
+// message router, and the relay's root actor and HTTP front that wire them
+// together. The actor packages never import each other; they meet here.
+//
+// Who sends what (sessions, auth and router are children of the root actor,
+// which forwards between them keeping the original sender):
+//
+//	front   -> root -> auth    CheckAddress (answered with AddressVerdict)
+//	session -> root -> auth    Authenticate (answered with AuthResult)
+//	session -> root -> router  SessionUp (answered with Registered), SessionDown,
+//	                           Response, Failed
+//	front   -> root -> router  Forward, Done, ListTunnels (answered with Tunnels)
+//	router  -> session         Dispatch, Cancel, Release, CloseSession
+//	router, session -> front   through the Exchange's channels: Outcome, WriteFunc
+package relaymsg

@@ -1,0 +1,189 @@
+package relaymsg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// ErrTunnelLost fails the streams of a session that ended: a public response
+// cut off mid-body, a request body whose upload can no longer be sent.
+var ErrTunnelLost = errors.New("relay: tunnel lost")
+
+// Authenticate asks the auth manager whether APIKey opens Tunnel for a
+// supervisor connecting from Addr (an IP address). It is answered with
+// *AuthResult. It never prints its key: protoactor logs undeliverable
+// messages, and a key must never reach a log.
+type Authenticate struct {
+	APIKey string
+	Tunnel string
+	Addr   string
+}
+
+func (a *Authenticate) String() string {
+	return fmt.Sprintf("Authenticate{Tunnel:%q Addr:%q APIKey:<redacted>}", a.Tunnel, a.Addr)
+}
+
+// GoString keeps the key out of %#v as well.
+func (a *Authenticate) GoString() string { return a.String() }
+
+// LogValue keeps the key out of structured logs.
+func (a *Authenticate) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("tunnel", a.Tunnel), slog.String("addr", a.Addr))
+}
+
+// AuthResult answers Authenticate. OK is false for a wrong key, and for a
+// key that belongs to another tunnel.
+type AuthResult struct {
+	OK     bool
+	Tunnel string
+}
+
+// CheckAddress asks the auth manager whether supervisors from Addr (an IP
+// address) may try to connect. It is answered with *AddressVerdict.
+type CheckAddress struct {
+	Addr string
+}
+
+// AddressVerdict answers CheckAddress. A blocked address has sent too many
+// wrong keys lately and is refused (HTTP 429) for RetryAfter.
+type AddressVerdict struct {
+	Blocked    bool
+	RetryAfter time.Duration
+}
+
+// SessionUp says an authenticated session serves Tunnel. The router answers
+// with *Registered once requests for Tunnel go to Session; an older session
+// of the same tunnel is then sent CloseSession.
+type SessionUp struct {
+	Tunnel    string
+	SessionID string
+	Session   *actor.PID
+}
+
+// Registered answers SessionUp: the session may tell its supervisor auth_ok.
+type Registered struct{}
+
+// SessionDown says a session that sent SessionUp has ended: its requests
+// still waiting for a response fail with 502.
+type SessionDown struct {
+	Tunnel    string
+	SessionID string
+	Session   *actor.PID
+	Reason    string
+}
+
+// CloseSession tells a session to close its connection with Code and Reason
+// (a newer session took its tunnel over).
+type CloseSession struct {
+	Code   int
+	Reason string
+}
+
+// WriteFunc writes one WebSocket message through a session's writer and
+// returns once it is written, or fails when ctx ends or the session closes.
+// Its signature is the write parameter of wire.SendStream.
+type WriteFunc func(ctx context.Context, binary bool, data []byte) error
+
+// Outcome is how a public request ends on the tunnel side: a response, or
+// the HTTP status and error text the front answers with instead.
+type Outcome struct {
+	// Response is the supervisor's response frame; nil on failure.
+	Response *wire.Frame
+	// Body yields the response body when Response.Stream is set. The front
+	// must Close it when done.
+	Body *wire.StreamReader
+	// Status and Error, when Response is nil: e.g. 502, 503, 504.
+	Status int
+	Error  string
+}
+
+// Exchange is one public HTTP request on its way through a tunnel. The front
+// creates it and waits on its channels; the router and the session fill them
+// without ever blocking, since each has room for the one value it gets.
+type Exchange struct {
+	Tunnel string
+	// Request is the request frame, message_id set. Request.Stream is set
+	// when the body follows as chunks.
+	Request *wire.Frame
+	// Upload is the flow-control window of the streamed request body; nil
+	// when the body is inline.
+	Upload *wire.SendWindow
+	// Accepted receives the session's writer once the request frame is
+	// queued, when Upload is set: the body's chunks go through it.
+	Accepted chan WriteFunc
+	// Outcome receives exactly one value.
+	Outcome chan Outcome
+}
+
+// NewExchange returns an exchange for req on tunnel, with its channels.
+func NewExchange(tunnel string, req *wire.Frame, upload *wire.SendWindow) *Exchange {
+	return &Exchange{
+		Tunnel:   tunnel,
+		Request:  req,
+		Upload:   upload,
+		Accepted: make(chan WriteFunc, 1),
+		Outcome:  make(chan Outcome, 1),
+	}
+}
+
+// ID is the exchange's message_id.
+func (e *Exchange) ID() string { return e.Request.MessageID }
+
+// Forward asks the router to send a public request through its tunnel.
+type Forward struct {
+	Exchange *Exchange
+}
+
+// Dispatch asks a session to write the exchange's request frame and to
+// route the frames of its answer.
+type Dispatch struct {
+	Exchange *Exchange
+}
+
+// Response is a supervisor's response frame for MessageID. Body is set when
+// the body is streamed.
+type Response struct {
+	MessageID string
+	Frame     *wire.Frame
+	Body      *wire.StreamReader
+}
+
+// Failed says the supervisor gave up on MessageID before responding (it sent
+// an error or a cancel frame for it).
+type Failed struct {
+	MessageID string
+	Error     string
+}
+
+// Done says the front is finished with an exchange. Cancel is set when the
+// supervisor should stop working on it (the public client went away, or the
+// request body could not be sent).
+type Done struct {
+	MessageID string
+	Cancel    bool
+}
+
+// Cancel tells a session to send a cancel frame for MessageID and forget it.
+type Cancel struct {
+	MessageID string
+}
+
+// Release tells a session that MessageID is complete: forget it, send nothing.
+type Release struct {
+	MessageID string
+}
+
+// ListTunnels asks the router for the connected tunnels; it answers *Tunnels.
+type ListTunnels struct{}
+
+// Tunnels lists the names of the connected tunnels, sorted.
+type Tunnels struct {
+	Names []string
+}

@@ -1,0 +1,231 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/gorilla/websocket"
+	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// errReleased ends what is left of an exchange the router let go of.
+var errReleased = errors.New("session: exchange complete")
+
+func (s *session) send(f *wire.Frame) {
+	s.link.out.frame(wire.MustEncode(f))
+}
+
+func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
+	if s.phase != open {
+		if s.phase == awaitingAuth && f.Type == wire.TypeAuth {
+			s.phase = authenticating
+			s.tunnel = f.Tunnel
+			if s.tunnel == "" {
+				s.tunnel = wire.DefaultTunnel
+			}
+			s.log = s.log.WithFields(logrus.Fields{"tunnel": s.tunnel, "client": f.Client})
+			ctx.Request(ctx.Parent(), &relaymsg.Authenticate{APIKey: f.APIKey, Tunnel: s.tunnel, Addr: s.addr})
+			return
+		}
+		s.log.WithField("type", f.Type).Warn("Frame before authentication; closing")
+		s.close(ctx, NotAuthFirst)
+		return
+	}
+	switch f.Type {
+	case wire.TypeHeartbeat:
+		s.send(&wire.Frame{Type: wire.TypeHeartbeatAck, MessageID: f.MessageID, Timestamp: f.Timestamp})
+	case wire.TypeResponse:
+		s.onResponse(ctx, f)
+	case wire.TypeStreamEnd, wire.TypeStreamError:
+		s.onStreamEnd(f)
+	case wire.TypeWindowUpdate:
+		if c := s.calls[f.MessageID]; c != nil && c.upload != nil {
+			c.upload.Grant(f.Bytes)
+		} else {
+			s.unknown(f.MessageID, "window_update for an unknown stream")
+		}
+	case wire.TypeError, wire.TypeCancel:
+		s.onGiveUp(ctx, f)
+	case wire.TypeRequest:
+		// Its body's chunks, if it has any, are dropped without a word.
+		s.cancelled.add(f.MessageID)
+		s.send(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: "no route: the relay takes no requests from a supervisor"})
+	default:
+		text := fmt.Sprintf("unknown frame type %q", f.Type)
+		if wire.Known(f.Type) {
+			text = fmt.Sprintf("unexpected frame type %q", f.Type)
+		}
+		s.send(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: text})
+	}
+}
+
+func (s *session) onAuthResult(ctx actor.Context, r *relaymsg.AuthResult) {
+	if s.phase != authenticating {
+		return
+	}
+	if !r.OK {
+		s.send(&wire.Frame{Type: wire.TypeAuthError, Error: "Invalid API key"})
+		s.close(ctx, InvalidKey)
+		return
+	}
+	s.phase = registering
+	s.registered = true
+	ctx.Request(ctx.Parent(), &relaymsg.SessionUp{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self()})
+}
+
+func (s *session) onRegistered() {
+	if s.phase != registering {
+		return
+	}
+	s.phase = open
+	s.authTimer()
+	s.send(&wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id})
+	s.log.Info("Supervisor authenticated")
+}
+
+func (s *session) onDispatch(ex *relaymsg.Exchange) {
+	id := ex.ID()
+	s.calls[id] = &call{upload: ex.Upload}
+	s.send(ex.Request)
+	if ex.Upload != nil {
+		select {
+		case ex.Accepted <- s.link.out.write:
+		default:
+		}
+	}
+}
+
+func (s *session) onResponse(ctx actor.Context, f *wire.Frame) {
+	id := f.MessageID
+	c := s.calls[id]
+	switch {
+	case c == nil:
+		s.unknown(id, "response for an unknown message_id")
+	case c.answered:
+		s.complain(id, "duplicate response")
+	default:
+		c.answered = true
+		if f.Stream {
+			c.body = wire.NewStreamReader(s.cfg.Window, s.granter(id))
+		}
+		ctx.Send(ctx.Parent(), &relaymsg.Response{MessageID: id, Frame: f, Body: c.body})
+	}
+}
+
+// granter returns the grant function of a response body stream: it runs on
+// the goroutine that reads the body, so it touches only the outbox.
+func (s *session) granter(id string) func(n int64) {
+	out := s.link.out
+	return func(n int64) {
+		out.frame(wire.MustEncode(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: id, Bytes: n}))
+	}
+}
+
+func (s *session) onChunk(id string, data []byte) {
+	c := s.calls[id]
+	if c == nil || c.body == nil {
+		s.unknown(id, "chunk for an unknown stream")
+		return
+	}
+	if err := c.body.Push(data); err != nil {
+		// The public client's response is cut off; the front then gives the
+		// exchange up, and the router has it cancelled.
+		s.log.WithField("message_id", id).Warn("Supervisor ignored the stream window")
+		c.body.Fail(err)
+		c.body = nil
+		s.complain(id, err.Error())
+	}
+}
+
+func (s *session) onStreamEnd(f *wire.Frame) {
+	c := s.calls[f.MessageID]
+	if c == nil || c.body == nil {
+		s.unknown(f.MessageID, f.Type+" for an unknown stream")
+		return
+	}
+	if f.Type == wire.TypeStreamEnd {
+		c.body.Finish()
+	} else {
+		c.body.Fail(fmt.Errorf("supervisor: %s", f.Error))
+	}
+	c.body = nil
+}
+
+// onGiveUp handles an error or cancel frame from the supervisor: if it names
+// a request in flight, that request has failed. Errors are never answered
+// with errors, lest two peers trade them forever.
+func (s *session) onGiveUp(ctx actor.Context, f *wire.Frame) {
+	text := f.Error
+	if f.Type == wire.TypeCancel {
+		text = "cancelled by the supervisor"
+	}
+	c := s.calls[f.MessageID]
+	switch {
+	case c == nil:
+		s.log.WithFields(logrus.Fields{"message_id": f.MessageID, "type": f.Type, "error": f.Error}).Debug("Supervisor gave up on a message the session does not know")
+	case !c.answered:
+		ctx.Send(ctx.Parent(), &relaymsg.Failed{MessageID: f.MessageID, Error: text})
+		s.drop(f.MessageID, c, errors.New(text))
+		s.cancelled.add(f.MessageID)
+	case c.body != nil:
+		c.body.Fail(fmt.Errorf("supervisor: %s", text))
+		c.body = nil
+	}
+}
+
+func (s *session) onCancel(id string) {
+	c := s.calls[id]
+	if c == nil {
+		return
+	}
+	s.drop(id, c, context.Canceled)
+	s.cancelled.add(id)
+	s.send(&wire.Frame{Type: wire.TypeCancel, MessageID: id})
+}
+
+// drop forgets a call, failing its streams with err.
+func (s *session) drop(id string, c *call, err error) {
+	delete(s.calls, id)
+	if c.upload != nil {
+		c.upload.Close(err)
+	}
+	if c.body != nil {
+		c.body.Fail(err)
+	}
+}
+
+// unknown answers a frame about an id the session does not know, unless
+// the id is one it cancelled (frames in flight when the cancel went out).
+func (s *session) unknown(id, text string) {
+	if !s.cancelled.has(id) {
+		s.complain(id, text)
+	}
+}
+
+// complain sends an error frame about id, once per id.
+func (s *session) complain(id, text string) {
+	if s.complained.add(id) {
+		s.send(&wire.Frame{Type: wire.TypeError, MessageID: id, Error: text})
+	}
+}
+
+func (s *session) onReadFailed(ctx actor.Context, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
+		s.log.WithField("limit", s.cfg.ReadLimit).Warn("Message over the read limit")
+		s.close(ctx, TooBig)
+	case errors.As(err, &ne) && ne.Timeout():
+		s.log.WithField("delay", s.cfg.HeartbeatTimeout).Warn("Nothing from the supervisor for the heartbeat timeout; dropping it")
+		s.close(ctx, Silent)
+	default:
+		s.log.WithError(err).Debug("Connection ended")
+		s.close(ctx, PeerGone)
+	}
+}

@@ -1,0 +1,166 @@
+package session
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// closeGrace bounds the wait for the close frame to go out and for the
+// peer to answer it before the socket is closed regardless.
+const closeGrace = time.Second
+
+// What the reader and writer goroutines tell the actor.
+type (
+	inbound      struct{ frame *wire.Frame }
+	inboundChunk struct {
+		id   string
+		data []byte
+	}
+	malformed   struct{ err error }
+	readFailed  struct{ err error }
+	writeFailed struct{ err error }
+)
+
+// link is a session's socket and the two goroutines that use it.
+type link struct {
+	conn    *websocket.Conn
+	out     *outbox
+	cfg     Config
+	closing *atomic.Bool // set by the actor once it closes: the goroutines stop reporting
+	report  func(msg any)
+	// readerDone is closed when the reader has returned, so the writer
+	// knows the peer answered the close (or is gone).
+	readerDone chan struct{}
+}
+
+func (l *link) tell(msg any) {
+	if !l.closing.Load() {
+		l.report(msg)
+	}
+}
+
+// read runs the reader goroutine: every message read pushes the read
+// deadline a heartbeat timeout further, and so does every pong and ping.
+func (l *link) read() {
+	defer l.cfg.Running.Done()
+	defer close(l.readerDone)
+	alive := func() { _ = l.conn.SetReadDeadline(time.Now().Add(l.cfg.HeartbeatTimeout)) }
+	alive()
+	l.conn.SetPongHandler(func(string) error { alive(); return nil })
+	l.conn.SetPingHandler(func(data string) error {
+		alive()
+		err := l.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(l.cfg.WriteTimeout))
+		var ne net.Error
+		if errors.Is(err, websocket.ErrCloseSent) || (errors.As(err, &ne) && ne.Timeout()) {
+			return nil
+		}
+		return err
+	})
+	for {
+		kind, data, err := l.conn.ReadMessage()
+		if err != nil {
+			l.tell(&readFailed{err: err})
+			return
+		}
+		alive()
+		if l.cfg.BytesIn != nil {
+			l.cfg.BytesIn.Add(float64(len(data)))
+		}
+		switch kind {
+		case websocket.TextMessage:
+			if f, err := wire.Decode(data); err != nil {
+				l.tell(&malformed{err: err})
+			} else {
+				l.tell(&inbound{frame: f})
+			}
+		case websocket.BinaryMessage:
+			if id, chunk, err := wire.DecodeChunk(data); err != nil {
+				l.tell(&malformed{err: err})
+			} else {
+				l.tell(&inboundChunk{id: id, data: chunk})
+			}
+		}
+	}
+}
+
+// write runs the writer goroutine: it drains the outbox, pings every ping
+// interval, and once the outbox is closed sends the close frame, waits a
+// moment for the peer's answer, and closes the socket.
+func (l *link) write() {
+	defer l.cfg.Running.Done()
+	ping := time.NewTicker(l.cfg.PingInterval)
+	defer ping.Stop()
+	for {
+		// Looked at before draining: every frame queued before the close
+		// (an auth_error) then goes out before the close frame.
+		code, reason, closed := l.out.closing()
+		for {
+			binary, data, out, ok := l.out.next()
+			if !ok {
+				break
+			}
+			if err := l.writeMessage(binary, data, out); err != nil {
+				l.fail(err)
+				return
+			}
+		}
+		if closed {
+			l.shut(code, reason)
+			return
+		}
+		select {
+		case <-l.out.wake:
+		case <-ping.C:
+			if err := l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.cfg.WriteTimeout)); err != nil {
+				l.fail(err)
+				return
+			}
+		}
+	}
+}
+
+func (l *link) writeMessage(binary bool, data []byte, out *messages.Outbound) error {
+	if out != nil && out.Ctx.Err() != nil {
+		out.Answer(out.Ctx.Err())
+		return nil
+	}
+	kind := websocket.TextMessage
+	if binary {
+		kind = websocket.BinaryMessage
+	}
+	_ = l.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+	err := l.conn.WriteMessage(kind, data)
+	if err == nil && l.cfg.BytesOut != nil {
+		l.cfg.BytesOut.Add(float64(len(data)))
+	}
+	if out != nil {
+		out.Answer(err)
+	}
+	return err
+}
+
+// fail ends a link whose socket could not be written.
+func (l *link) fail(err error) {
+	l.tell(&writeFailed{err: err})
+	l.out.close(websocket.CloseAbnormalClosure, "")
+	_ = l.conn.Close()
+}
+
+func (l *link) shut(code int, reason string) {
+	deadline := time.Now().Add(closeGrace)
+	_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
+	t := time.NewTimer(closeGrace)
+	select {
+	case <-l.readerDone:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = l.conn.Close()
+}

@@ -1,0 +1,154 @@
+// Command tunnel-relay is the remote side of the tunnel: supervisors connect
+// to its /tunnel endpoint, and public HTTP requests reach them through it.
+// Every flag can also be set through an environment variable (the flag wins):
+// AUTH_TOKEN for -auth-token, RELAY_<FLAG> for the others (-listen is
+// RELAY_LISTEN, -max-body is RELAY_MAX_BODY). Run with -h for the list.
+//
+// SIGINT or SIGTERM shuts the relay down gracefully: requests in progress
+// may finish for the shutdown timeout, then every connection is closed.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/actors/relay"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// options is what the command line and the environment say.
+type options struct {
+	relay           relay.Config
+	logLevel        string
+	logFormat       string
+	shutdownTimeout time.Duration
+}
+
+// envName is the environment variable of a flag.
+func envName(flagName string) string {
+	if flagName == "auth-token" {
+		return "AUTH_TOKEN"
+	}
+	return "RELAY_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse reads the flags in args over the environment over the defaults.
+// Help and errors go to out; asking for help returns flag.ErrHelp.
+func parse(args []string, getenv func(string) string, out io.Writer) (*options, error) {
+	o := &options{relay: relay.DefaultConfig(), logLevel: "info", logFormat: "text", shutdownTimeout: 30 * time.Second}
+	c := &o.relay
+	fs := flag.NewFlagSet("tunnel-relay", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on, host:port")
+	fs.StringVar(&c.AuthToken, "auth-token", "", "API key of the tunnel \"default\" (prefer the environment: flags show in ps)")
+	fs.StringVar(&c.KeysFile, "keys-file", "", "file of \"name key\" lines, one tunnel each; # starts a comment")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "how long a public request waits for the tunnel's response (504 beyond)")
+	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "how long a new supervisor connection has to authenticate")
+	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "drop a supervisor that sent nothing (no frame, no pong) for this long")
+	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most supervisor connections at once (more are closed with 1013)")
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "most requests in flight per tunnel (503 beyond)")
+	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest public request body in bytes (413 beyond)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM); with -tls-key, serves https and wss")
+	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
+	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log format: text or json")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "on SIGINT/SIGTERM, how long requests in progress may take to finish")
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: tunnel-relay [flags]\n\nEvery flag may be set by its environment variable instead; the flag wins.\nDurations are Go durations: 500ms, 10s, 1m30s.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			def := f.DefValue
+			if def == "" {
+				def = `""`
+			}
+			fmt.Fprintf(out, "  -%s\n\t%s\n\tenv %s, default %s\n", f.Name, f.Usage, envName(f.Name), def)
+		})
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := envName(f.Name)
+		if v, set := lookup(getenv, name); set && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if o.logFormat != "text" && o.logFormat != "json" {
+		return nil, fmt.Errorf("-log-format must be text or json, got %q", o.logFormat)
+	}
+	if _, err := logrus.ParseLevel(o.logLevel); err != nil {
+		return nil, fmt.Errorf("-log-level: %w", err)
+	}
+	return o, nil
+}
+
+// lookup reads an environment variable; empty counts as unset.
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func newLogger(o *options, out io.Writer) *logrus.Logger {
+	logger := logrus.New()
+	logger.SetOutput(out)
+	level, _ := logrus.ParseLevel(o.logLevel)
+	logger.SetLevel(level)
+	if o.logFormat == "json" {
+		logger.SetFormatter(&logrus.JSONFormatter{})
+	} else {
+		logger.SetFormatter(&logrus.TextFormatter{FullTimestamp: true})
+	}
+	return logger
+}
+
+// run is the command: it serves until ctx ends, then shuts down. It
+// returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	o, err := parse(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "tunnel-relay: %v\n", err)
+		return 2
+	}
+	logger := newLogger(o, stderr)
+	o.relay.Logger = logger
+	r, err := relay.Start(o.relay)
+	if err != nil {
+		logger.WithError(err).Error("Relay could not start")
+		return 1
+	}
+	<-ctx.Done()
+	logger.WithField("delay", o.shutdownTimeout).Info("Shutting down")
+	closeCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := r.Close(closeCtx); err != nil {
+		logger.WithError(err).Error("Shutdown was not clean")
+		return 1
+	}
+	return 0
+}

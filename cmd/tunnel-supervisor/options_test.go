@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bytes"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"go.uber.org/goleak"
+
+	"github.com/enhanced-tunnel/tunnel/supervisor"
+)
+
+const secret = "s3cret-key-value"
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestParseOptions(t *testing.T) {
+	keyFile := writeFile(t, "key", "  file-key\n")
+	emptyFile := writeFile(t, "empty", "\n")
+	srv := httptest.NewTLSServer(nil)
+	srv.Close()
+	caFile := writeFile(t, "ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	notPEM := writeFile(t, "bad.pem", "not a certificate")
+	base := map[string]string{"TUNNEL_RELAY_URL": "ws://relay:8080/tunnel", "TUNNEL_API_KEY": secret}
+	with := func(kv map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range kv {
+			m[k] = v
+		}
+		return m
+	}
+
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string // part of the error; "" for none
+		check   func(t *testing.T, o *options)
+	}{
+		{name: "defaults", env: base, check: func(t *testing.T, o *options) {
+			want := supervisor.DefaultConfig()
+			want.RelayURL, want.APIKey = "ws://relay:8080/tunnel", secret
+			if o.tunnel.RelayURL != want.RelayURL || o.tunnel.APIKey != want.APIKey || o.tunnel.Tunnel != "default" ||
+				o.tunnel.HeartbeatInterval != 15*time.Second || o.tunnel.HeartbeatTimeout != 30*time.Second ||
+				o.tunnel.ConnectTimeout != 10*time.Second || o.tunnel.RetryDelay != 10*time.Second ||
+				o.tunnel.AuthRetryDelay != 30*time.Second || o.tunnel.BreakerThreshold != 5 ||
+				o.tunnel.BreakerRecovery != 300*time.Second || o.tunnel.ReconnectPolicy != supervisor.Flat ||
+				o.tunnel.MaxQueue != want.MaxQueue || o.tunnel.TLSConfig != nil {
+				t.Errorf("tunnel config %+v", o.tunnel)
+			}
+			if o.forward != "http://127.0.0.1:8000" || o.listen != "127.0.0.1:9090" || o.drainTimeout != 30*time.Second ||
+				o.logLevel != logrus.InfoLevel || o.jsonLogs {
+				t.Errorf("options %+v", o)
+			}
+		}},
+		{name: "env fallback", env: with(map[string]string{
+			"TUNNEL_TUNNEL": "tts", "TUNNEL_FORWARD": "http://127.0.0.1:7000", "TUNNEL_LISTEN": "127.0.0.1:0",
+			"TUNNEL_HEARTBEAT_INTERVAL": "1s", "TUNNEL_HEARTBEAT_TIMEOUT": "3s", "TUNNEL_CONNECT_TIMEOUT": "2s",
+			"TUNNEL_RETRY_DELAY": "500ms", "TUNNEL_AUTH_RETRY_DELAY": "4s", "TUNNEL_BREAKER_THRESHOLD": "3",
+			"TUNNEL_BREAKER_RECOVERY": "1m", "TUNNEL_RECONNECT_POLICY": "exponential", "TUNNEL_DRAIN_TIMEOUT": "0s",
+			"TUNNEL_LOG_LEVEL": "debug", "TUNNEL_LOG_FORMAT": "json", "TUNNEL_CA_FILE": caFile,
+		}), check: func(t *testing.T, o *options) {
+			c := o.tunnel
+			if c.Tunnel != "tts" || c.HeartbeatInterval != time.Second || c.HeartbeatTimeout != 3*time.Second ||
+				c.ConnectTimeout != 2*time.Second || c.RetryDelay != 500*time.Millisecond || c.AuthRetryDelay != 4*time.Second ||
+				c.BreakerThreshold != 3 || c.BreakerRecovery != time.Minute || c.ReconnectPolicy != supervisor.Exponential ||
+				c.TLSConfig == nil || c.TLSConfig.RootCAs == nil {
+				t.Errorf("tunnel config %+v", c)
+			}
+			if o.forward != "http://127.0.0.1:7000" || o.listen != "127.0.0.1:0" || o.drainTimeout != 0 ||
+				o.logLevel != logrus.DebugLevel || !o.jsonLogs {
+				t.Errorf("options %+v", o)
+			}
+		}},
+		{name: "flag beats env", args: []string{"-retry-delay", "5s", "-tunnel", "flag", "-relay-url", "wss://other/tunnel"},
+			env: with(map[string]string{"TUNNEL_RETRY_DELAY": "3s", "TUNNEL_TUNNEL": "env"}),
+			check: func(t *testing.T, o *options) {
+				if o.tunnel.RetryDelay != 5*time.Second || o.tunnel.Tunnel != "flag" || o.tunnel.RelayURL != "wss://other/tunnel" {
+					t.Errorf("tunnel config %+v", o.tunnel)
+				}
+			}},
+		{name: "key file by flag beats key in env", args: []string{"-api-key-file", keyFile}, env: base,
+			check: func(t *testing.T, o *options) {
+				if o.tunnel.APIKey != "file-key" {
+					t.Errorf("APIKey %q, want the file's, trimmed", o.tunnel.APIKey)
+				}
+			}},
+		{name: "key by flag beats key file in env", args: []string{"-api-key", "flag-key"},
+			env: with(map[string]string{"TUNNEL_API_KEY": "", "TUNNEL_API_KEY_FILE": keyFile}),
+			check: func(t *testing.T, o *options) {
+				if o.tunnel.APIKey != "flag-key" {
+					t.Errorf("APIKey %q", o.tunnel.APIKey)
+				}
+			}},
+		{name: "key file from env", env: with(map[string]string{"TUNNEL_API_KEY": "", "TUNNEL_API_KEY_FILE": keyFile}),
+			check: func(t *testing.T, o *options) {
+				if o.tunnel.APIKey != "file-key" {
+					t.Errorf("APIKey %q", o.tunnel.APIKey)
+				}
+			}},
+		{name: "bad duration flag", args: []string{"-retry-delay", "ten"}, env: base, wantErr: "retry-delay"},
+		{name: "bad duration env", env: with(map[string]string{"TUNNEL_HEARTBEAT_TIMEOUT": "soon"}), wantErr: "TUNNEL_HEARTBEAT_TIMEOUT"},
+		{name: "bad int env", env: with(map[string]string{"TUNNEL_BREAKER_THRESHOLD": "many"}), wantErr: "TUNNEL_BREAKER_THRESHOLD"},
+		{name: "missing api key", env: map[string]string{"TUNNEL_RELAY_URL": "ws://relay/tunnel"}, wantErr: "missing API key"},
+		{name: "key twice", args: []string{"-api-key", secret, "-api-key-file", keyFile}, env: base, wantErr: "not both"},
+		{name: "empty key file", args: []string{"-api-key-file", emptyFile}, env: base, wantErr: "is empty"},
+		{name: "missing key file", args: []string{"-api-key-file", "/nonexistent/key"}, env: base, wantErr: "api-key-file"},
+		{name: "missing relay URL", env: map[string]string{"TUNNEL_API_KEY": secret}, wantErr: "RelayURL is empty"},
+		{name: "http relay URL", args: []string{"-relay-url", "http://relay/tunnel"}, env: base, wantErr: "ws:// or wss://"},
+		{name: "bad policy", args: []string{"-reconnect-policy", "random"}, env: base, wantErr: "flat or exponential"},
+		{name: "timeout not above interval", args: []string{"-heartbeat-interval", "30s"}, env: base, wantErr: "HeartbeatTimeout"},
+		{name: "zero breaker threshold", args: []string{"-breaker-threshold", "0"}, env: base, wantErr: "BreakerThreshold"},
+		{name: "negative drain timeout", args: []string{"-drain-timeout", "-1s"}, env: base, wantErr: "drain-timeout"},
+		{name: "bad CA file", args: []string{"-ca-file", notPEM}, env: base, wantErr: "no PEM certificate"},
+		{name: "bad log level", args: []string{"-log-level", "loud"}, env: base, wantErr: "log-level"},
+		{name: "bad log format", args: []string{"-log-format", "xml"}, env: base, wantErr: "text or json"},
+		{name: "stray argument", args: []string{"extra"}, env: base, wantErr: "unexpected argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseOptions(tc.args, env(tc.env), &stderr)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), secret) || strings.Contains(stderr.String(), secret) {
+					t.Fatalf("the API key leaked into the error: %v %s", err, stderr.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, o)
+		})
+	}
+}
+
+func TestHelpListsEveryFlagWithItsEnvVarAndDefault(t *testing.T) {
+	var stderr bytes.Buffer
+	if _, err := parseOptions([]string{"-h"}, env(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	help := stderr.String()
+	for _, want := range []string{
+		"-relay-url string", "TUNNEL_RELAY_URL", "-api-key string", "TUNNEL_API_KEY)", "-api-key-file string",
+		"TUNNEL_API_KEY_FILE", `TUNNEL_TUNNEL; default "default"`, `TUNNEL_FORWARD; default "http://127.0.0.1:8000"`,
+		`TUNNEL_LISTEN; default "127.0.0.1:9090"`, "TUNNEL_HEARTBEAT_INTERVAL; default 15s",
+		"TUNNEL_HEARTBEAT_TIMEOUT; default 30s", "TUNNEL_CONNECT_TIMEOUT; default 10s", "TUNNEL_RETRY_DELAY; default 10s",
+		"TUNNEL_AUTH_RETRY_DELAY; default 30s", "TUNNEL_BREAKER_THRESHOLD; default 5", "TUNNEL_BREAKER_RECOVERY; default 5m0s",
+		`TUNNEL_RECONNECT_POLICY; default "flat"`, "-ca-file string", "TUNNEL_CA_FILE", "TUNNEL_DRAIN_TIMEOUT; default 30s",
+		`TUNNEL_LOG_LEVEL; default "info"`, `TUNNEL_LOG_FORMAT; default "text"`, "tunnel-supervisor status",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"-h"}, env(nil), &stdout, &stderr); code != 0 {
+		t.Errorf("-h exits %d, want 0", code)
+	}
+	stderr.Reset()
+	if code := run([]string{"-relay-url", "ws://relay/tunnel"}, env(nil), &stdout, &stderr); code != 2 {
+		t.Errorf("missing key exits %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), "missing API key") {
+		t.Errorf("stderr %q", stderr.String())
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+	"time"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+)
+
+// statusView is the part of GET /status the status command prints. It is
+// decoded from the JSON on its own terms, as any client of the endpoint
+// would, with the state names as strings.
+type statusView struct {
+	State     string `json:"state"`
+	Connected bool   `json:"connected"`
+	Tunnel    string `json:"tunnel"`
+	Health    struct {
+		SuccessRate          float64        `json:"success_rate"`
+		TotalAttempts        int            `json:"total_attempts"`
+		Successes            int            `json:"successes"`
+		ConsecutiveFailures  int            `json:"consecutive_failures"`
+		TimeSinceLastSuccess *float64       `json:"time_since_last_success"`
+		FailureTypes         map[string]int `json:"failure_types"`
+		LastError            string         `json:"last_error"`
+		LastFailureType      string         `json:"last_failure_type"`
+		Uptime               *float64       `json:"uptime"`
+		Drops                int            `json:"drops"`
+		LastConnectTime      *float64       `json:"last_connect_time"`
+		LastHeartbeatRTT     *float64       `json:"last_heartbeat_rtt"`
+		MeanHeartbeatRTT     float64        `json:"mean_heartbeat_rtt"`
+	} `json:"health"`
+	CircuitBreaker struct {
+		Active     bool    `json:"active"`
+		RecoveryIn float64 `json:"recovery_in"`
+		State      string  `json:"state"`
+		Openings   int     `json:"openings"`
+	} `json:"circuit_breaker"`
+}
+
+// statusCommand is `tunnel-supervisor status [-addr host:port]`.
+func statusCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tunnel-supervisor status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := getenv(envName("listen"))
+	if def == "" {
+		def = defaultListen
+	}
+	addr := fs.String("addr", def, "address of the supervisor's HTTP endpoints (env "+envName("listen")+")")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := fetchStatus(ctx, "http://"+*addr+"/status")
+	if err != nil {
+		fmt.Fprintf(stderr, "tunnel-supervisor status: %v\n", err)
+		return 1
+	}
+	printStatus(stdout, s)
+	return 0
+}
+
+func fetchStatus(ctx context.Context, url string) (*statusView, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	var s statusView
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	return &s, nil
+}
+
+// printStatus writes s as a two-column table.
+func printStatus(w io.Writer, s *statusView) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(name, format string, args ...any) {
+		fmt.Fprintf(tw, "%s\t%s\n", name, fmt.Sprintf(format, args...))
+	}
+	h := s.Health
+	row("Tunnel", "%s", s.Tunnel)
+	row("State", "%s", s.State)
+	row("Uptime", "%s", optionalSeconds(h.Uptime, time.Second, "not connected"))
+	row("Success rate", "%.1f%% (%d of %d attempts)", 100*h.SuccessRate, h.Successes, h.TotalAttempts)
+	row("Consecutive failures", "%d", h.ConsecutiveFailures)
+	row("Last success", "%s", optionalSeconds(h.TimeSinceLastSuccess, time.Second, "never"))
+	row("Drops", "%d", h.Drops)
+	row("Connect time", "%s", optionalSeconds(h.LastConnectTime, 100*time.Microsecond, "-"))
+	rtt := optionalSeconds(h.LastHeartbeatRTT, 100*time.Microsecond, "-")
+	if h.LastHeartbeatRTT != nil {
+		rtt += " (mean " + seconds(h.MeanHeartbeatRTT, 100*time.Microsecond) + ")"
+	}
+	row("Heartbeat RTT", "%s", rtt)
+
+	cb := s.CircuitBreaker
+	breaker := fmt.Sprintf("%s, opened %d times", cb.State, cb.Openings)
+	if cb.Active {
+		breaker += ", trial in " + seconds(cb.RecoveryIn, time.Second)
+	}
+	row("Circuit breaker", "%s", breaker)
+
+	lastErr := "none"
+	if h.LastFailureType != "" {
+		lastErr = h.LastFailureType
+		if h.LastError != "" {
+			lastErr += ": " + h.LastError
+		}
+	}
+	row("Last error", "%s", lastErr)
+
+	row("Failures by type", "")
+	for _, ft := range messages.FailureTypes {
+		row("  "+ft.String(), "%d", h.FailureTypes[ft.String()])
+	}
+	tw.Flush()
+}
+
+func seconds(s float64, round time.Duration) string {
+	return time.Duration(s * float64(time.Second)).Round(round).String()
+}
+
+func optionalSeconds(s *float64, round time.Duration, none string) string {
+	if s == nil {
+		return none
+	}
+	return seconds(*s, round)
+}

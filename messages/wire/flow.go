@@ -1,0 +1,280 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+)
+
+// ErrWindowExceeded is returned by StreamReader.Push when the sender has more
+// chunk bytes in flight than the receiver granted. The peer ignores flow
+// control, which the receiver treats as a protocol error.
+var ErrWindowExceeded = errors.New("wire: stream window exceeded")
+
+// SendWindow is a stream sender's credit of chunk bytes: it starts at the
+// initial window and grows with each window_update. It is safe for concurrent
+// use.
+type SendWindow struct {
+	mu     sync.Mutex
+	credit int64
+	err    error // set by Close; from then on Acquire fails
+	// changed is closed (and replaced) whenever credit grows or the window
+	// closes, so that waiters can select on it together with their context.
+	changed chan struct{}
+}
+
+// NewSendWindow returns a window holding initial bytes of credit.
+func NewSendWindow(initial int64) *SendWindow {
+	return &SendWindow{credit: max(initial, 0), changed: make(chan struct{})}
+}
+
+// Acquire waits until the window has credit, then takes min(credit, limit)
+// bytes of it and returns that amount. It fails, taking nothing, once ctx
+// ends or the window is closed. A limit below 1 takes nothing.
+func (w *SendWindow) Acquire(ctx context.Context, limit int) (int, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		w.mu.Lock()
+		if w.err != nil {
+			err := w.err
+			w.mu.Unlock()
+			return 0, err
+		}
+		if limit < 1 {
+			w.mu.Unlock()
+			return 0, nil
+		}
+		if w.credit > 0 {
+			n := min(w.credit, int64(limit))
+			w.credit -= n
+			w.mu.Unlock()
+			return int(n), nil
+		}
+		changed := w.changed
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		}
+	}
+}
+
+// Grant adds n bytes of credit: a window_update arrived. Grants of n < 1 and
+// grants after Close are ignored.
+func (w *SendWindow) Grant(n int64) {
+	if n < 1 {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return
+	}
+	// A peer granting absurd amounts must not wrap the credit negative.
+	if w.credit > math.MaxInt64-n {
+		w.credit = math.MaxInt64
+	} else {
+		w.credit += n
+	}
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// Close fails every waiting and later Acquire with err (io.ErrClosedPipe if
+// err is nil): the stream was aborted or the tunnel lost. Only the first
+// Close counts.
+func (w *SendWindow) Close(err error) {
+	if err == nil {
+		err = io.ErrClosedPipe
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+		close(w.changed)
+	}
+}
+
+// StreamReader is the receiving end of one stream: an io.ReadCloser fed by
+// Push with the chunks that arrive for it. It buffers at most its window, and
+// gives credit back through grant as the consumer reads: once the bytes read
+// since the last grant reach half the window, so that window_update frames go
+// out in batches rather than one per chunk. grant is called from the reading
+// goroutine, never with the reader's lock held, and never after the stream
+// has ended (the sender has nothing more to send). Push, Finish, Fail and
+// Close never block, so the goroutine reading the tunnel can call them.
+type StreamReader struct {
+	mu      sync.Mutex
+	arrived sync.Cond // signalled when a chunk arrives or the stream ends
+	chunks  [][]byte  // copies of pushed chunks, oldest first; chunks[0] may be partly read
+	batch   int64     // bytes to read before granting: half the window
+	credit  int64     // bytes the sender may still push: window + granted - pushed
+	drained int64     // bytes read but not yet granted back
+	end     error     // io.EOF after Finish, the failure after Fail
+	closed  bool
+	grant   func(n int64)
+}
+
+// NewStreamReader returns the reader of a stream whose sender starts with
+// window bytes of credit; grant sends a window_update for n more bytes.
+func NewStreamReader(window int64, grant func(n int64)) *StreamReader {
+	r := &StreamReader{batch: max(window/2, 1), credit: max(window, 0), grant: grant}
+	r.arrived.L = &r.mu
+	return r
+}
+
+// Push adds a copy of one chunk to the buffer. It returns an error wrapping
+// ErrWindowExceeded, and keeps nothing, if the chunk is larger than the
+// credit the sender has left. After Finish, Fail or Close the chunk is
+// dropped without error.
+func (r *StreamReader) Push(chunk []byte) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.end != nil || len(chunk) == 0 {
+		return nil
+	}
+	if int64(len(chunk)) > r.credit {
+		return fmt.Errorf("%w: %d byte chunk with %d bytes of credit", ErrWindowExceeded, len(chunk), r.credit)
+	}
+	r.credit -= int64(len(chunk))
+	r.chunks = append(r.chunks, bytes.Clone(chunk))
+	r.arrived.Signal()
+	return nil
+}
+
+// Finish marks the end of the stream (stream_end): Read returns io.EOF once
+// the buffer is drained.
+func (r *StreamReader) Finish() {
+	r.endWith(io.EOF)
+}
+
+// Fail aborts the stream (stream_error, or the tunnel was lost): Read returns
+// err, or io.ErrUnexpectedEOF if err is nil, once the buffer is drained. A
+// stream that already ended keeps its first ending.
+func (r *StreamReader) Fail(err error) {
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	r.endWith(err)
+}
+
+func (r *StreamReader) endWith(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.end == nil {
+		r.end = err
+		r.arrived.Broadcast()
+	}
+}
+
+// Read blocks until there is data, the stream has ended, or the reader is
+// closed, then fills p from the buffer.
+func (r *StreamReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	r.mu.Lock()
+	for len(r.chunks) == 0 && r.end == nil && !r.closed {
+		r.arrived.Wait()
+	}
+	if r.closed {
+		r.mu.Unlock()
+		return 0, io.ErrClosedPipe
+	}
+	if len(r.chunks) == 0 {
+		err := r.end
+		r.mu.Unlock()
+		return 0, err
+	}
+	n := 0
+	for n < len(p) && len(r.chunks) > 0 {
+		c := copy(p[n:], r.chunks[0])
+		n += c
+		if c == len(r.chunks[0]) {
+			r.chunks[0] = nil
+			r.chunks = r.chunks[1:]
+		} else {
+			r.chunks[0] = r.chunks[0][c:]
+		}
+	}
+	r.drained += int64(n)
+	var grant int64
+	if r.end == nil && r.drained >= r.batch {
+		// Count the credit before the window_update leaves, so that chunks
+		// sent in answer to it are never taken for excess.
+		grant, r.drained = r.drained, 0
+		r.credit += grant
+	}
+	r.mu.Unlock()
+	if grant > 0 {
+		r.grant(grant)
+	}
+	return n, nil
+}
+
+// Close gives the stream up: the buffer is released, later pushes are
+// dropped, and Read returns io.ErrClosedPipe.
+func (r *StreamReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	r.chunks = nil
+	r.arrived.Broadcast()
+	return nil
+}
+
+// SendStream sends body as the stream messageID: it reads up to chunkSize
+// bytes at a time, takes credit for them from win (splitting a read that is
+// larger than the credit), and hands each binary chunk to write, then a
+// stream_end frame once body is at EOF. It returns the body bytes sent.
+//
+// If reading body fails, SendStream writes a stream_error frame with the
+// error's text and returns the read error. If ctx ends, win is closed, or a
+// write fails, it returns at once and writes nothing more: the stream is
+// already dead for the peer (a cancel arrived, or the tunnel is gone). ctx
+// does not interrupt a body.Read in progress; cancel body's source as well.
+//
+// write receives a fresh slice on every call and may keep it.
+func SendStream(ctx context.Context, messageID string, body io.Reader, win *SendWindow, chunkSize int, write func(ctx context.Context, binary bool, data []byte) error) (int64, error) {
+	if err := checkChunkID(messageID); err != nil {
+		return 0, err
+	}
+	if chunkSize < 1 {
+		return 0, fmt.Errorf("wire: chunk size must be positive, got %d", chunkSize)
+	}
+	buf := make([]byte, chunkSize)
+	var sent int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		n, readErr := body.Read(buf)
+		for data := buf[:n]; len(data) > 0; {
+			k, err := win.Acquire(ctx, len(data))
+			if err != nil {
+				return sent, err
+			}
+			if err := write(ctx, true, layoutChunk(messageID, data[:k])); err != nil {
+				return sent, err
+			}
+			sent += int64(k)
+			data = data[k:]
+		}
+		switch {
+		case readErr == io.EOF:
+			return sent, write(ctx, false, MustEncode(&Frame{Type: TypeStreamEnd, MessageID: messageID}))
+		case readErr != nil:
+			frame := MustEncode(&Frame{Type: TypeStreamError, MessageID: messageID, Error: readErr.Error()})
+			if err := write(ctx, false, frame); err != nil {
+				return sent, errors.Join(readErr, err)
+			}
+			return sent, readErr
+		}
+	}
+}

@@ -1,0 +1,793 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+	"testing/synctest"
+)
+
+func TestSendWindowAcquire(t *testing.T) {
+	tests := []struct {
+		name    string
+		initial int64
+		grants  []int64
+		limits  []int
+		want    []int
+	}{
+		{"takes up to the limit", 10, nil, []int{4, 4}, []int{4, 4}},
+		{"takes what is left", 10, nil, []int{4, 100}, []int{4, 6}},
+		{"grants add up", 0, []int64{3, 4}, []int{100}, []int{7}},
+		{"grants after use", 2, []int64{5}, []int{1, 6}, []int{1, 6}},
+		{"non-positive grants are ignored", 2, []int64{0, -5}, []int{10}, []int{2}},
+		{"negative initial is no credit", -5, []int64{3}, []int{10}, []int{3}},
+		{"limit below 1 takes nothing", 5, nil, []int{0, -1, 5}, []int{0, 0, 5}},
+		{"grants saturate", math.MaxInt64 - 1, []int64{10, math.MaxInt64}, []int{math.MaxInt}, []int{math.MaxInt}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// In a bubble an Acquire that wrongly blocks fails the test as a
+			// deadlock instead of hanging it.
+			synctest.Test(t, func(t *testing.T) {
+				w := NewSendWindow(tc.initial)
+				for _, g := range tc.grants {
+					w.Grant(g)
+				}
+				for i, limit := range tc.limits {
+					got, err := w.Acquire(t.Context(), limit)
+					if err != nil || got != tc.want[i] {
+						t.Errorf("Acquire(%d) #%d = %d, %v; want %d, nil", limit, i, got, err, tc.want[i])
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestSendWindowAcquireWaitsForGrant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := NewSendWindow(0)
+		got := make(chan int, 1)
+		go func() {
+			n, err := w.Acquire(t.Context(), 8)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- n
+		}()
+		synctest.Wait()
+		select {
+		case n := <-got:
+			t.Fatalf("Acquire returned %d without credit", n)
+		default:
+		}
+
+		w.Grant(3)
+		synctest.Wait()
+		select {
+		case n := <-got:
+			if n != 3 {
+				t.Errorf("Acquire = %d after Grant(3), want 3", n)
+			}
+		default:
+			t.Fatal("Acquire still blocked after Grant")
+		}
+	})
+}
+
+func TestSendWindowCloseWakesWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		errAborted := errors.New("stream aborted")
+		w := NewSendWindow(0)
+		const waiters = 3
+		errs := make(chan error, waiters)
+		for range waiters {
+			go func() {
+				_, err := w.Acquire(t.Context(), 10)
+				errs <- err
+			}()
+		}
+		synctest.Wait()
+		if len(errs) != 0 {
+			t.Fatalf("%d waiters returned before Close", len(errs))
+		}
+
+		w.Close(errAborted)
+		w.Close(errors.New("second close"))
+		synctest.Wait()
+		if len(errs) != waiters {
+			t.Fatalf("%d of %d waiters woke on Close", len(errs), waiters)
+		}
+		for range waiters {
+			if err := <-errs; !errors.Is(err, errAborted) {
+				t.Errorf("waiter got %v, want %v", err, errAborted)
+			}
+		}
+
+		w.Grant(100)
+		if n, err := w.Acquire(t.Context(), 10); !errors.Is(err, errAborted) {
+			t.Errorf("Acquire after Close and Grant = %d, %v; want %v", n, err, errAborted)
+		}
+	})
+}
+
+func TestSendWindowCloseNil(t *testing.T) {
+	w := NewSendWindow(10)
+	w.Close(nil)
+	if _, err := w.Acquire(t.Context(), 1); !errors.Is(err, io.ErrClosedPipe) {
+		t.Errorf("Acquire after Close(nil) = %v, want io.ErrClosedPipe", err)
+	}
+}
+
+func TestSendWindowContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := NewSendWindow(0)
+		ctx, cancel := context.WithCancel(t.Context())
+		errs := make(chan error, 1)
+		go func() {
+			_, err := w.Acquire(ctx, 10)
+			errs <- err
+		}()
+		synctest.Wait()
+		cancel()
+		synctest.Wait()
+		select {
+		case err := <-errs:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("Acquire = %v after cancel, want context.Canceled", err)
+			}
+		default:
+			t.Fatal("Acquire still blocked after cancel")
+		}
+
+		w.Grant(5)
+		if n, err := w.Acquire(ctx, 10); !errors.Is(err, context.Canceled) {
+			t.Errorf("Acquire with an ended context = %d, %v; want context.Canceled", n, err)
+		}
+		if n, err := w.Acquire(t.Context(), 10); err != nil || n != 5 {
+			t.Errorf("Acquire = %d, %v; want the 5 bytes no canceled Acquire took", n, err)
+		}
+	})
+}
+
+// TestSendWindowConcurrent has several senders share one window while
+// credit trickles in: at no moment may they hold more than was granted so
+// far, and in the end they hold all of it.
+func TestSendWindowConcurrent(t *testing.T) {
+	const (
+		initial = 100
+		senders = 8
+	)
+	rng := rand.New(rand.NewPCG(1, 2))
+	grants := make([]int64, 1000)
+	total := int64(initial)
+	for i := range grants {
+		grants[i] = 1 + rng.Int64N(40)
+		total += grants[i]
+	}
+
+	errDone := errors.New("done")
+	w := NewSendWindow(initial)
+	var granted, acquired atomic.Int64
+	granted.Store(initial)
+	// Every Acquire takes at least one byte, so total is room enough for
+	// all of them and no sender ever blocks on this channel.
+	taken := make(chan int64, total)
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 0))
+			for {
+				n, err := w.Acquire(context.Background(), 1+rng.IntN(50))
+				if err != nil {
+					if !errors.Is(err, errDone) {
+						t.Error(err)
+					}
+					return
+				}
+				if sum, limit := acquired.Add(int64(n)), granted.Load(); sum > limit {
+					t.Errorf("senders hold %d bytes, only %d granted", sum, limit)
+				}
+				taken <- int64(n)
+			}
+		})
+	}
+	wg.Go(func() {
+		for _, n := range grants {
+			granted.Add(n) // before Grant, so that granted never lags the credit
+			w.Grant(n)
+		}
+	})
+
+	var sum int64
+	for sum < total {
+		sum += <-taken
+	}
+	w.Close(errDone)
+	wg.Wait()
+	if sum != total || acquired.Load() != total {
+		t.Errorf("senders took %d (%d counted), want all %d granted", sum, acquired.Load(), total)
+	}
+}
+
+func TestStreamReaderReadsInOrder(t *testing.T) {
+	r := NewStreamReader(100, func(int64) {})
+	chunk := []byte("hello ")
+	for _, c := range [][]byte{chunk, []byte("wide "), nil, []byte("world")} {
+		if err := r.Push(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copy(chunk, "HELLO ") // Push must have copied: the caller reuses its buffer
+	r.Finish()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "hello wide world" {
+		t.Errorf("ReadAll = %q, %v; want %q, nil", got, err, "hello wide world")
+	}
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("Read after the end = %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+func TestStreamReaderEnds(t *testing.T) {
+	errUpstream := errors.New("upstream: unexpected EOF")
+	tests := []struct {
+		name string
+		end  func(r *StreamReader)
+		want error
+	}{
+		{"finish", func(r *StreamReader) { r.Finish() }, io.EOF},
+		{"fail", func(r *StreamReader) { r.Fail(errUpstream) }, errUpstream},
+		{"fail without a cause", func(r *StreamReader) { r.Fail(nil) }, io.ErrUnexpectedEOF},
+		{"finish then fail", func(r *StreamReader) { r.Finish(); r.Fail(errUpstream) }, io.EOF},
+		{"fail then finish", func(r *StreamReader) { r.Fail(errUpstream); r.Finish() }, errUpstream},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewStreamReader(100, func(int64) {})
+			if err := r.Push([]byte("abc")); err != nil {
+				t.Fatal(err)
+			}
+			tc.end(r)
+			if err := r.Push([]byte("late")); err != nil {
+				t.Errorf("Push after the end = %v, want it dropped without error", err)
+			}
+			buf := make([]byte, 10)
+			if n, err := r.Read(buf); err != nil || string(buf[:n]) != "abc" {
+				t.Errorf("Read = %q, %v; want the buffered abc first", buf[:n], err)
+			}
+			for range 2 {
+				if n, err := r.Read(buf); n != 0 || err != tc.want {
+					t.Errorf("Read = %d, %v; want 0, %v", n, err, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestStreamReaderReadBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := NewStreamReader(100, func(int64) {})
+		type result struct {
+			data string
+			err  error
+		}
+		results := make(chan result, 1)
+		read := func() {
+			buf := make([]byte, 10)
+			n, err := r.Read(buf)
+			results <- result{string(buf[:n]), err}
+		}
+		expect := func(step string, want result) {
+			t.Helper()
+			synctest.Wait()
+			select {
+			case got := <-results:
+				if got != want {
+					t.Errorf("%s: Read = %q, %v; want %q, %v", step, got.data, got.err, want.data, want.err)
+				}
+			default:
+				t.Fatalf("%s: Read still blocked", step)
+			}
+		}
+		blocked := func(step string) {
+			t.Helper()
+			synctest.Wait()
+			if len(results) != 0 {
+				t.Fatalf("%s: Read returned %+v, want it blocked", step, <-results)
+			}
+		}
+
+		go read()
+		blocked("empty buffer")
+		if err := r.Push([]byte("data")); err != nil {
+			t.Fatal(err)
+		}
+		expect("after Push", result{"data", nil})
+
+		go read()
+		blocked("drained buffer")
+		r.Finish()
+		expect("after Finish", result{"", io.EOF})
+
+		r = NewStreamReader(100, func(int64) {})
+		go read()
+		blocked("new stream")
+		if err := r.Close(); err != nil {
+			t.Fatal(err)
+		}
+		expect("after Close", result{"", io.ErrClosedPipe})
+	})
+}
+
+func TestStreamReaderGrantsInBatches(t *testing.T) {
+	tests := []struct {
+		name   string
+		window int64
+		pushes []int
+		finish bool // stream_end arrives before the consumer reads
+		reads  []int
+		grants []int64
+	}{
+		{"half a window at a time", 100, []int{100}, false, []int{10, 10, 10, 10, 10, 10, 10, 10, 10, 10}, []int64{50, 50}},
+		{"whatever was read once half is reached", 100, []int{40, 60}, false, []int{30, 30, 30, 10}, []int64{60}},
+		{"one big read", 100, []int{60, 40}, false, []int{100}, []int64{100}},
+		{"under half a window", 100, []int{49}, false, []int{49}, nil},
+		{"window of one", 1, []int{1}, false, []int{1}, []int64{1}},
+		{"odd window", 3, []int{3}, false, []int{1, 1, 1}, []int64{1, 1, 1}},
+		{"none once the stream ended", 100, []int{100}, true, []int{50, 50}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			reading := false
+			var grants []int64
+			r := NewStreamReader(tc.window, func(n int64) {
+				if !reading {
+					t.Error("grant called outside Read")
+				}
+				grants = append(grants, n)
+			})
+			for _, n := range tc.pushes {
+				if err := r.Push(make([]byte, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.finish {
+				r.Finish()
+			}
+			for _, n := range tc.reads {
+				reading = true
+				got, err := r.Read(make([]byte, n))
+				reading = false
+				if err != nil || got != n {
+					t.Fatalf("Read(%d) = %d, %v", n, got, err)
+				}
+			}
+			if fmt.Sprint(grants) != fmt.Sprint(tc.grants) {
+				t.Errorf("grants = %v, want %v", grants, tc.grants)
+			}
+		})
+	}
+}
+
+// TestStreamReaderGrantsWhatWasRead reads at random sizes while a sender
+// keeps the window full: the grants never run ahead of what was consumed,
+// never lag it by a batch or more, and each is at least a batch.
+func TestStreamReaderGrantsWhatWasRead(t *testing.T) {
+	const window = 1000
+	rng := rand.New(rand.NewPCG(1, 2))
+	var granted int64
+	credit := int64(window)
+	r := NewStreamReader(window, func(n int64) {
+		if n < window/2 {
+			t.Errorf("grant of %d, smaller than half the window", n)
+		}
+		granted += n
+		credit += n
+	})
+	var consumed int64
+	for range 2000 {
+		if credit > 0 {
+			n := 1 + rng.Int64N(credit)
+			if err := r.Push(make([]byte, n)); err != nil {
+				t.Fatal(err)
+			}
+			credit -= n
+		}
+		n, err := r.Read(make([]byte, 1+rng.IntN(300)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		consumed += int64(n)
+		if granted > consumed || consumed-granted >= window/2 {
+			t.Fatalf("granted %d after %d bytes consumed", granted, consumed)
+		}
+	}
+}
+
+func TestStreamReaderWindowExceeded(t *testing.T) {
+	tests := []struct {
+		name   string
+		window int64
+		steps  []int // a push of n bytes, or a read of -n bytes
+		want   int   // index of the push that exceeds the window
+	}{
+		{"window full", 10, []int{10, 1}, 1},
+		{"one chunk over the window", 10, []int{11}, 0},
+		{"sender ignores the window", 10, []int{4, 4, 4}, 2},
+		{"reading alone grants nothing", 10, []int{6, -4, 5}, 2},
+		{"credit counts the grant", 10, []int{6, -6, 10, 1}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewStreamReader(tc.window, func(int64) {})
+			for i, n := range tc.steps {
+				if n < 0 {
+					if _, err := r.Read(make([]byte, -n)); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				err := r.Push(make([]byte, n))
+				if i == tc.want && !errors.Is(err, ErrWindowExceeded) {
+					t.Fatalf("push #%d of %d bytes = %v, want ErrWindowExceeded", i, n, err)
+				}
+				if i != tc.want && err != nil {
+					t.Fatalf("push #%d of %d bytes: %v", i, n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestStreamReaderWindowExceededKeepsNothing(t *testing.T) {
+	r := NewStreamReader(10, func(int64) {})
+	if err := r.Push([]byte("0123456789x")); !errors.Is(err, ErrWindowExceeded) {
+		t.Fatalf("Push = %v, want ErrWindowExceeded", err)
+	}
+	if err := r.Push([]byte("ok")); err != nil {
+		t.Fatalf("Push within the window after a refused one: %v", err)
+	}
+	r.Finish()
+	if got, err := io.ReadAll(r); err != nil || string(got) != "ok" {
+		t.Errorf("ReadAll = %q, %v; want ok", got, err)
+	}
+}
+
+func TestStreamReaderClose(t *testing.T) {
+	grants := 0
+	r := NewStreamReader(10, func(int64) { grants++ })
+	if err := r.Push([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Push([]byte("more than the window")); err != nil {
+		t.Errorf("Push after Close = %v, want it dropped without error", err)
+	}
+	if n, err := r.Read(make([]byte, 10)); n != 0 || err != io.ErrClosedPipe {
+		t.Errorf("Read after Close = %d, %v; want 0, io.ErrClosedPipe", n, err)
+	}
+	if grants != 0 {
+		t.Errorf("%d grants after Close", grants)
+	}
+}
+
+func TestSendStreamMovesBodyExactly(t *testing.T) {
+	const window = DefaultWindow
+	body := testBody(10 << 20)
+	tests := []struct {
+		name      string
+		chunkSize int
+		body      io.Reader
+	}{
+		{"default chunks", DefaultChunkLimit, bytes.NewReader(body)},
+		{"chunks split to fit the credit", 100_000, bytes.NewReader(body)},
+		{"short reads", DefaultChunkLimit, iotest.HalfReader(bytes.NewReader(body))},
+		{"data with EOF", 300_000, iotest.DataErrReader(bytes.NewReader(body))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := newTunnel(t)
+			win := NewSendWindow(window)
+			r := tn.open(requestID, window, win)
+			got := consume(r)
+			n, err := SendStream(t.Context(), requestID, tc.body, win, tc.chunkSize, tn.write)
+			if err != nil || n != int64(len(body)) {
+				t.Fatalf("SendStream = %d, %v; want %d, nil", n, err, len(body))
+			}
+			res := <-got
+			if res.err != nil || !bytes.Equal(res.data, body) {
+				t.Errorf("received %d bytes, %v; want the %d bytes sent", len(res.data), res.err, len(body))
+			}
+		})
+	}
+}
+
+func TestSendStreamSplitsChunksToCredit(t *testing.T) {
+	tests := []struct {
+		name      string
+		window    int64
+		chunkSize int
+		body      int
+		chunks    []int
+	}{
+		{"credit below the chunk size", 5, 8, 20, []int{5, 3, 5, 3, 4}},
+		{"credit above the chunk size", 100, 8, 20, []int{8, 8, 4}},
+		{"credit equals the chunk size", 8, 8, 16, []int{8, 8}},
+		{"empty body", 8, 8, 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				win := NewSendWindow(tc.window)
+				var chunks []int
+				var last *Frame
+				var received []byte
+				// The consumer here is instant: each chunk is granted back
+				// as it is written.
+				write := func(_ context.Context, binary bool, data []byte) error {
+					if !binary {
+						f, err := Decode(data)
+						last = f
+						return err
+					}
+					id, chunk, err := DecodeChunk(data)
+					if err != nil || id != requestID {
+						t.Errorf("chunk for %q, %v", id, err)
+					}
+					chunks = append(chunks, len(chunk))
+					received = append(received, chunk...)
+					win.Grant(int64(len(chunk)))
+					return nil
+				}
+				body := testBody(tc.body)
+				n, err := SendStream(t.Context(), requestID, bytes.NewReader(body), win, tc.chunkSize, write)
+				if err != nil || n != int64(tc.body) {
+					t.Fatalf("SendStream = %d, %v; want %d, nil", n, err, tc.body)
+				}
+				if fmt.Sprint(chunks) != fmt.Sprint(tc.chunks) {
+					t.Errorf("chunk sizes = %v, want %v", chunks, tc.chunks)
+				}
+				if !bytes.Equal(received, body) {
+					t.Error("received bytes differ from the body")
+				}
+				if want := (&Frame{Type: TypeStreamEnd, MessageID: requestID}); !reflect.DeepEqual(last, want) {
+					t.Errorf("last frame = %+v, want %+v", last, want)
+				}
+			})
+		})
+	}
+}
+
+// TestSendStreamSlowConsumerStallsOnlyItsStream runs two streams and a
+// heartbeat over one tunnel. Stream A's consumer does not read: its sender
+// stops once it has a window in flight, while stream B and the heartbeat
+// still get through.
+func TestSendStreamSlowConsumerStallsOnlyItsStream(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const (
+			window = 64 << 10
+			size   = 1 << 20
+			idA    = "stream-a"
+			idB    = "stream-b"
+		)
+		tn := newTunnel(t)
+		bodyA, bodyB := testBody(size), testBody(size)
+		winA, winB := NewSendWindow(window), NewSendWindow(window)
+		readerA, readerB := tn.open(idA, window, winA), tn.open(idB, window, winB)
+
+		sentA := sendAsync(t.Context(), idA, bytes.NewReader(bodyA), winA, 16<<10, tn.write)
+		sentB := sendAsync(t.Context(), idB, bytes.NewReader(bodyB), winB, 16<<10, tn.write)
+		gotB := consume(readerB)
+		synctest.Wait()
+
+		select {
+		case res := <-sentB:
+			if res.err != nil || res.n != size {
+				t.Errorf("stream B: SendStream = %d, %v", res.n, res.err)
+			}
+		default:
+			t.Fatal("stream B stalled behind stream A")
+		}
+		if res := <-gotB; res.err != nil || !bytes.Equal(res.data, bodyB) {
+			t.Errorf("stream B: received %d bytes, %v", len(res.data), res.err)
+		}
+		if len(sentA) != 0 {
+			t.Fatalf("stream A finished without a reader: %+v", <-sentA)
+		}
+		if got := tn.pushedBytes(idA); got != window {
+			t.Errorf("stream A has %d bytes in flight, want the window of %d", got, window)
+		}
+
+		heartbeat := &Frame{Type: TypeHeartbeat, MessageID: heartbeatID, Timestamp: 1}
+		if err := tn.write(t.Context(), false, MustEncode(heartbeat)); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case f := <-tn.control:
+			if !reflect.DeepEqual(f, heartbeat) {
+				t.Errorf("control frame %+v, want %+v", f, heartbeat)
+			}
+		default:
+			t.Error("heartbeat stalled behind stream A")
+		}
+
+		gotA := consume(readerA)
+		if res := <-sentA; res.err != nil || res.n != size {
+			t.Errorf("stream A: SendStream = %d, %v", res.n, res.err)
+		}
+		if res := <-gotA; res.err != nil || !bytes.Equal(res.data, bodyA) {
+			t.Errorf("stream A: received %d bytes, %v", len(res.data), res.err)
+		}
+	})
+}
+
+func TestSendStreamBodyReadError(t *testing.T) {
+	errBoom := errors.New("tts: synthesis failed")
+	tests := []struct {
+		name string
+		data int
+		body func(data []byte) io.Reader
+	}{
+		{"before any data", 0, func([]byte) io.Reader { return iotest.ErrReader(errBoom) }},
+		{"after some data", 300_000, func(data []byte) io.Reader {
+			return io.MultiReader(bytes.NewReader(data), iotest.ErrReader(errBoom))
+		}},
+		{"with the last data", 1000, func(data []byte) io.Reader { return &dataThenError{data, errBoom} }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := newTunnel(t)
+			win := NewSendWindow(DefaultWindow)
+			r := tn.open(requestID, DefaultWindow, win)
+			got := consume(r)
+			data := testBody(tc.data)
+			n, err := SendStream(t.Context(), requestID, tc.body(data), win, 64<<10, tn.write)
+			if !errors.Is(err, errBoom) || n != int64(tc.data) {
+				t.Errorf("SendStream = %d, %v; want %d, %v", n, err, tc.data, errBoom)
+			}
+			res := <-got
+			if !bytes.Equal(res.data, data) {
+				t.Errorf("received %d bytes, want the %d read before the error", len(res.data), len(data))
+			}
+			if res.err == nil || res.err.Error() != errBoom.Error() {
+				t.Errorf("reader ended with %v, want the stream_error text %q", res.err, errBoom)
+			}
+		})
+	}
+}
+
+// dataThenError returns all its data and the error from one Read.
+type dataThenError struct {
+	data []byte
+	err  error
+}
+
+func (r *dataThenError) Read(p []byte) (int, error) {
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	if len(r.data) == 0 {
+		return n, r.err
+	}
+	return n, nil
+}
+
+// TestSendStreamStops checks that a stream the peer no longer wants ends
+// SendStream at once and without another frame: the peer sent cancel, or the
+// tunnel is gone.
+func TestSendStreamStops(t *testing.T) {
+	errLost := errors.New("tunnel lost")
+	tests := []struct {
+		name string
+		stop func(cancel context.CancelFunc, win *SendWindow)
+		want error
+	}{
+		{"context canceled", func(cancel context.CancelFunc, _ *SendWindow) { cancel() }, context.Canceled},
+		{"window closed", func(_ context.CancelFunc, win *SendWindow) { win.Close(errLost) }, errLost},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				ctx, cancel := context.WithCancel(t.Context())
+				defer cancel()
+				win := NewSendWindow(10)
+				var writes []string
+				write := func(_ context.Context, binary bool, data []byte) error {
+					writes = append(writes, fmt.Sprintf("binary=%v %d bytes", binary, len(data)))
+					return nil
+				}
+				sent := sendAsync(ctx, requestID, bytes.NewReader(testBody(100)), win, 8, write)
+				synctest.Wait()
+				if len(sent) != 0 {
+					t.Fatalf("SendStream returned %+v with no credit left", <-sent)
+				}
+
+				tc.stop(cancel, win)
+				synctest.Wait()
+				select {
+				case res := <-sent:
+					if !errors.Is(res.err, tc.want) || res.n != 10 {
+						t.Errorf("SendStream = %d, %v; want 10, %v", res.n, res.err, tc.want)
+					}
+				default:
+					t.Fatal("SendStream still blocked")
+				}
+				if len(writes) != 2 {
+					t.Errorf("writes = %v, want the two chunks of the first window only", writes)
+				}
+			})
+		})
+	}
+}
+
+func TestSendStreamWriteError(t *testing.T) {
+	errWrite := errors.New("write: broken pipe")
+	calls := 0
+	write := func(context.Context, bool, []byte) error {
+		calls++
+		return errWrite
+	}
+	n, err := SendStream(t.Context(), requestID, bytes.NewReader(testBody(100)), NewSendWindow(100), 10, write)
+	if !errors.Is(err, errWrite) || n != 0 || calls != 1 {
+		t.Errorf("SendStream = %d, %v after %d writes; want 0, %v after 1", n, err, calls, errWrite)
+	}
+}
+
+func TestSendStreamRejectsArguments(t *testing.T) {
+	tests := []struct {
+		name      string
+		id        string
+		chunkSize int
+	}{
+		{"empty id", "", 10},
+		{"id too long for a chunk", strings.Repeat("i", MaxIDLength+1), 10},
+		{"zero chunk size", requestID, 0},
+		{"negative chunk size", requestID, -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			write := func(context.Context, bool, []byte) error {
+				t.Error("write called")
+				return nil
+			}
+			if n, err := SendStream(t.Context(), tc.id, strings.NewReader("body"), NewSendWindow(10), tc.chunkSize, write); err == nil {
+				t.Errorf("SendStream = %d, nil; want an error", n)
+			}
+		})
+	}
+}
+
+func BenchmarkSendStream(b *testing.B) {
+	const size = 16 << 20
+	body := testBody(size)
+	tn := newTunnel(b)
+	b.SetBytes(size)
+	for b.Loop() {
+		win := NewSendWindow(DefaultWindow)
+		r := tn.open(requestID, DefaultWindow, win)
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, r)
+			done <- err
+		}()
+		if _, err := SendStream(b.Context(), requestID, bytes.NewReader(body), win, DefaultChunkLimit, tn.write); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+}

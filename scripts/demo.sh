@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# One-command demo: build the relay, the supervisor and the stand-in TTS
+# server, start them on free loopback ports, send a TTS request through the
+# relay and the tunnel, save the audio, show the tunnel's status, and stop
+# everything. Output and logs go to demo-out/.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+BIN_DIR=${BIN:-bin}
+OUT=demo-out
+mkdir -p "$BIN_DIR" "$OUT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+pids=()  # the processes started, in order
+names=() # and their names
+
+step "Building tunnel-relay, tunnel-supervisor and tts-demo into $BIN_DIR/"
+go build -o "$BIN_DIR/" ./cmd/tunnel-relay ./cmd/tunnel-supervisor ./cmd/tts-demo
+
+# free_port prints a loopback port nobody listens on and no earlier call
+# picked. (Another program could still take it before we do; unlikely.)
+picked=" "
+free_port() {
+  local port
+  for _ in $(seq 200); do
+    port=$((20000 + RANDOM % 40000))
+    [[ $picked == *" $port "* ]] && continue
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      picked+="$port "
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "no free port found" >&2
+  return 1
+}
+
+# wait_for NAME TRIES COMMAND...: retries COMMAND every 0.2 s, and gives up
+# at once if a process started so far has exited.
+wait_for() {
+  local name=$1 tries=$2 i
+  shift 2
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    for i in "${!pids[@]}"; do
+      if ! kill -0 "${pids[i]}" 2>/dev/null; then
+        echo "${names[i]} exited while waiting for $name" >&2
+        return 1
+      fi
+    done
+    sleep 0.2
+  done
+  echo "timed out waiting for $name" >&2
+  return 1
+}
+
+TTS=127.0.0.1:$(free_port)
+RELAY=127.0.0.1:$(free_port)
+SUPERVISOR=127.0.0.1:$(free_port)
+TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# stop_all stops the processes in reverse order of start (the supervisor
+# first, so it drains and closes the tunnel while the relay is still there).
+stop_all() {
+  local status=$? i pid
+  trap - EXIT INT TERM
+  if ((${#pids[@]})); then step "Stopping"; fi
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "${names[i]} did not stop within 10 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    if wait "$pid"; then
+      echo "${names[i]} stopped"
+    else
+      echo "${names[i]} exited with status $?"
+    fi
+  done
+  if ((status != 0)); then
+    echo >&2
+    echo "The demo failed. Last lines of the logs:" >&2
+    for name in "${names[@]}"; do
+      echo "--- $OUT/$name.log" >&2
+      tail -n 15 "$OUT/$name.log" >&2 || true
+    done
+  fi
+  exit "$status"
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+start() {
+  local name=$1
+  shift
+  "$@" >"$OUT/$name.log" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+  echo "$name started (pid $!), log in $OUT/$name.log"
+}
+
+step "Starting tts-demo on $TTS, tunnel-relay on $RELAY, tunnel-supervisor on $SUPERVISOR"
+start tts-demo "$BIN_DIR/tts-demo" -listen "$TTS"
+wait_for tts-demo 50 curl -fsS "http://$TTS/healthz"
+# The key goes through the environment: flags show in ps.
+AUTH_TOKEN=$TOKEN start tunnel-relay "$BIN_DIR/tunnel-relay" -listen "$RELAY"
+wait_for tunnel-relay 50 bash -c "exec 3<>/dev/tcp/${RELAY%:*}/${RELAY#*:}"
+TUNNEL_API_KEY=$TOKEN start tunnel-supervisor "$BIN_DIR/tunnel-supervisor" \
+  -relay-url "ws://$RELAY/tunnel" -forward "http://$TTS" -listen "$SUPERVISOR" -retry-delay 1s
+
+step "Waiting for the tunnel to be healthy"
+wait_for "a healthy tunnel" 100 curl -fsS "http://$SUPERVISOR/health"
+curl -sS "http://$SUPERVISOR/health"
+
+step "POST http://$RELAY/v1/tts through the tunnel"
+# The audio streams: its first bytes arrive long before the last.
+curl -fsS -X POST "http://$RELAY/v1/tts" -H 'Content-Type: application/json' \
+  -d '{"text":"hello from the tunnel"}' -o "$OUT/hello.wav" \
+  -w 'first byte after %{time_starttransfer}s, last after %{time_total}s\n'
+if [[ $(head -c 4 "$OUT/hello.wav") != RIFF ]]; then
+  echo "$OUT/hello.wav is not a WAV file" >&2
+  exit 1
+fi
+echo "Saved $OUT/hello.wav: $(wc -c <"$OUT/hello.wav") bytes"
+
+step "tunnel-supervisor status"
+"$BIN_DIR/tunnel-supervisor" status -addr "$SUPERVISOR"

@@ -1,0 +1,197 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+)
+
+// Defaults of the seed's "Fiber/LAN Optimized" column and of PROTOCOL.md.
+const (
+	DefaultHeartbeatInterval  = 15 * time.Second
+	DefaultHeartbeatTimeout   = 30 * time.Second
+	DefaultConnectTimeout     = 10 * time.Second
+	DefaultRetryDelay         = 10 * time.Second
+	DefaultAuthRetryDelay     = 30 * time.Second
+	DefaultBreakerThreshold   = 5
+	DefaultBreakerRecovery    = 300 * time.Second
+	DefaultMaxQueue           = 128
+	DefaultReconnectBaseDelay = 500 * time.Millisecond
+	DefaultReconnectMaxDelay  = 120 * time.Second
+	DefaultPingInterval       = 15 * time.Second
+	DefaultPongTimeout        = 30 * time.Second
+	DefaultCloseTimeout       = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultClient             = "tunnel-supervisor/0.1"
+)
+
+// ReconnectPolicy chooses the delay before the next attempt when the
+// breaker is closed.
+type ReconnectPolicy int
+
+const (
+	// Flat waits RetryDelay (AuthRetryDelay after an AUTH_FAILURE): the seed's
+	// predictable 10 s / 30 s rhythm. The default.
+	Flat ReconnectPolicy = iota
+	// Exponential waits ReconnectBaseDelay doubled per consecutive failure,
+	// capped at ReconnectMaxDelay, with up to 20% jitter; an AUTH_FAILURE
+	// still waits at least AuthRetryDelay.
+	Exponential
+)
+
+func (p ReconnectPolicy) String() string {
+	switch p {
+	case Flat:
+		return "flat"
+	case Exponential:
+		return "exponential"
+	}
+	return fmt.Sprintf("ReconnectPolicy(%d)", int(p))
+}
+
+// Handler receives every request, cancel-free message the relay sends that
+// is not the answer to a Request of this side. ctx ends when the relay
+// cancels the message (a cancel frame), or when the tunnel stops. The
+// handler runs in its own goroutine; it answers requests with t.Send.
+type Handler func(ctx context.Context, t *Tunnel, msg *messages.TunnelMessage)
+
+// Config configures a tunnel. Start with DefaultConfig and set at least
+// RelayURL and APIKey.
+type Config struct {
+	RelayURL string // ws:// or wss:// URL of the relay's tunnel endpoint, e.g. ws://relay:8080/tunnel
+	APIKey   string // the key the relay knows this tunnel by; never logged
+	Tunnel   string // tunnel name sent in auth; default "default"
+	Client   string // name/version sent in auth; default DefaultClient
+
+	HeartbeatInterval time.Duration // default 15 s
+	HeartbeatTimeout  time.Duration // no ack for this long: stale, NETWORK_ERROR; default 30 s
+	ConnectTimeout    time.Duration // TCP + upgrade + auth reply; default 10 s
+	RetryDelay        time.Duration // restart delay after any failure but AUTH_FAILURE; default 10 s
+	AuthRetryDelay    time.Duration // restart delay after AUTH_FAILURE; default 30 s
+	BreakerThreshold  int           // consecutive failures that open the breaker; default 5
+	BreakerRecovery   time.Duration // how long an open breaker waits before its trial; default 300 s
+	MaxQueue          int           // frames held while disconnected; default 128
+
+	ReconnectPolicy    ReconnectPolicy // default Flat
+	ReconnectBaseDelay time.Duration   // Exponential only; default 0.5 s
+	ReconnectMaxDelay  time.Duration   // Exponential only; default 120 s
+
+	PingInterval time.Duration // WebSocket ping; default 15 s
+	PongTimeout  time.Duration // no pong or frame for this long: NETWORK_ERROR; default 30 s
+	WriteTimeout time.Duration // per WebSocket message; default 10 s
+	CloseTimeout time.Duration // bounds the close handshake of Stop; default 10 s
+	ReadLimit    int64         // largest WebSocket message accepted; default 16 MiB
+	InlineLimit  int           // larger bodies are streamed; default 64 KiB
+	ChunkSize    int           // bytes per binary chunk of a stream; default 256 KiB
+	Window       int64         // per-stream flow-control window; default 1 MiB
+
+	TLSConfig *tls.Config // for wss://; nil uses the system roots
+	// NetDialContext replaces the TCP dialer (tests hand out in-memory pipes).
+	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	OnMessage Handler // nil answers every request with an error frame
+	// OnStateChange is called, in order, on every state change of the
+	// tunnel (including CIRCUIT_BREAKER). It must not block for long.
+	OnStateChange func(messages.StateChanged)
+	Logger        *logrus.Logger // nil discards logs
+}
+
+// DefaultConfig returns the seed's defaults: heartbeat every 15 s with a
+// 30 s timeout, 10 s connect timeout, flat restart delays of 10 s (30 s after
+// an auth failure), a breaker that opens after 5 consecutive failures for
+// 300 s, a queue of 128 frames, WebSocket ping 15 s / pong timeout 30 s,
+// 10 s write and close timeouts, and PROTOCOL.md's limits (16 MiB messages,
+// 64 KiB inline bodies, 256 KiB chunks, 1 MiB stream window).
+func DefaultConfig() Config {
+	return Config{
+		Tunnel:             wire.DefaultTunnel,
+		Client:             DefaultClient,
+		HeartbeatInterval:  DefaultHeartbeatInterval,
+		HeartbeatTimeout:   DefaultHeartbeatTimeout,
+		ConnectTimeout:     DefaultConnectTimeout,
+		RetryDelay:         DefaultRetryDelay,
+		AuthRetryDelay:     DefaultAuthRetryDelay,
+		BreakerThreshold:   DefaultBreakerThreshold,
+		BreakerRecovery:    DefaultBreakerRecovery,
+		MaxQueue:           DefaultMaxQueue,
+		ReconnectPolicy:    Flat,
+		ReconnectBaseDelay: DefaultReconnectBaseDelay,
+		ReconnectMaxDelay:  DefaultReconnectMaxDelay,
+		PingInterval:       DefaultPingInterval,
+		PongTimeout:        DefaultPongTimeout,
+		WriteTimeout:       DefaultWriteTimeout,
+		CloseTimeout:       DefaultCloseTimeout,
+		ReadLimit:          wire.DefaultReadLimit,
+		InlineLimit:        wire.DefaultInlineLimit,
+		ChunkSize:          wire.DefaultChunkLimit,
+		Window:             wire.DefaultWindow,
+	}
+}
+
+// ErrInvalidConfig is wrapped by every error Validate returns.
+var ErrInvalidConfig = errors.New("supervisor: invalid config")
+
+// Validate reports the first problem with c. A nil OnMessage, OnStateChange
+// or Logger is valid.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
+	}
+	u, err := url.Parse(c.RelayURL)
+	switch {
+	case c.RelayURL == "":
+		return bad("RelayURL is empty")
+	case err != nil:
+		return bad("RelayURL: %v", err)
+	case u.Scheme != "ws" && u.Scheme != "wss":
+		return bad("RelayURL must be ws:// or wss://, got %q", u.Scheme)
+	case u.Host == "":
+		return bad("RelayURL has no host")
+	case c.APIKey == "":
+		return bad("APIKey is empty")
+	case c.Tunnel == "":
+		return bad("Tunnel is empty")
+	case c.BreakerThreshold < 1:
+		return bad("BreakerThreshold must be at least 1, got %d", c.BreakerThreshold)
+	case c.MaxQueue < 1:
+		return bad("MaxQueue must be at least 1, got %d", c.MaxQueue)
+	case c.ReadLimit < 1024:
+		return bad("ReadLimit must be at least 1024, got %d", c.ReadLimit)
+	case c.InlineLimit < 0 || int64(c.InlineLimit) > c.ReadLimit/2:
+		return bad("InlineLimit must be between 0 and ReadLimit/2, got %d", c.InlineLimit)
+	case c.ChunkSize < 1 || int64(c.ChunkSize) > c.ReadLimit-wire.MaxIDLength-1:
+		return bad("ChunkSize must be between 1 and ReadLimit-256, got %d", c.ChunkSize)
+	case c.Window < int64(c.ChunkSize):
+		return bad("Window must be at least ChunkSize, got %d", c.Window)
+	case c.ReconnectPolicy != Flat && c.ReconnectPolicy != Exponential:
+		return bad("unknown ReconnectPolicy %d", int(c.ReconnectPolicy))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"HeartbeatInterval", c.HeartbeatInterval}, {"HeartbeatTimeout", c.HeartbeatTimeout},
+		{"ConnectTimeout", c.ConnectTimeout}, {"RetryDelay", c.RetryDelay},
+		{"AuthRetryDelay", c.AuthRetryDelay}, {"BreakerRecovery", c.BreakerRecovery},
+		{"ReconnectBaseDelay", c.ReconnectBaseDelay}, {"ReconnectMaxDelay", c.ReconnectMaxDelay},
+		{"PingInterval", c.PingInterval}, {"PongTimeout", c.PongTimeout},
+		{"WriteTimeout", c.WriteTimeout}, {"CloseTimeout", c.CloseTimeout},
+	} {
+		if d.v <= 0 {
+			return bad("%s must be positive, got %v", d.name, d.v)
+		}
+	}
+	if c.HeartbeatTimeout <= c.HeartbeatInterval {
+		return bad("HeartbeatTimeout (%v) must exceed HeartbeatInterval (%v)", c.HeartbeatTimeout, c.HeartbeatInterval)
+	}
+	return nil
+}
