@@ -1,7 +1,5 @@
-// Command tts-demo is a stand-in TTS server for trying the tunnel without a
-// real model: POST /v1/tts with {"text":"...","voice":"..."} answers a WAV
-// (16-bit mono, 22050 Hz) of a sine tone as long as the text would take to
-// say, streamed in 100 ms chunks; GET /healthz answers {"status":"ok"}.
+// Command tts-demo serves the stand-in TTS server of package ttsdemo, for
+// trying the tunnel without a real model.
 package main
 
 import (
@@ -16,6 +14,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/enhanced-tunnel/tunnel/test/ttsdemo"
 )
 
 func main() {
@@ -23,21 +23,11 @@ func main() {
 	chunkDelay := flag.Duration("chunk-delay", 10*time.Millisecond, "pause before each audio chunk after the first, as if synthesising")
 	flag.Parse()
 
-	pace := func(ctx context.Context) error {
-		t := time.NewTimer(*chunkDelay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: newHandler(pace), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: ttsdemo.NewHandler(ttsdemo.Pause(*chunkDelay)), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	shutDown := make(chan struct{})

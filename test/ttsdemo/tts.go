@@ -1,4 +1,10 @@
-package main
+// Package ttsdemo is a stand-in TTS server for trying and testing the
+// tunnel without a real model: POST /v1/tts with {"text":"...","voice":"..."}
+// answers a WAV (16-bit mono, 22050 Hz) of a sine tone as long as the text
+// would take to say, streamed in 100 ms chunks; GET /healthz answers
+// {"status":"ok"}. cmd/tts-demo serves it; the integration and stress tests
+// run it in-process.
+package ttsdemo
 
 import (
 	"context"
@@ -32,10 +38,13 @@ type ttsRequest struct {
 	Voice string `json:"voice"`
 }
 
-// newHandler serves POST /v1/tts and GET /healthz. pace runs between audio
+// NewHandler serves POST /v1/tts and GET /healthz. pace runs between audio
 // chunks, standing in for the time a real model spends synthesising; its
-// error (the client went away) ends the answer.
-func newHandler(pace func(ctx context.Context) error) http.Handler {
+// error (the client went away) ends the answer. A nil pace does not pause.
+func NewHandler(pace func(ctx context.Context) error) http.Handler {
+	if pace == nil {
+		pace = func(context.Context) error { return nil }
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -130,4 +139,19 @@ func streamTone(ctx context.Context, w http.ResponseWriter, samples int, freq fl
 		buf = buf[:0]
 	}
 	return nil
+}
+
+// Pause returns a pace function that waits d between chunks, or until the
+// request's context ends.
+func Pause(d time.Duration) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

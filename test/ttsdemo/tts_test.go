@@ -1,4 +1,4 @@
-package main
+package ttsdemo
 
 import (
 	"bytes"
@@ -66,7 +66,7 @@ func post(t *testing.T, url, body string) *http.Response {
 }
 
 func TestTTSAnswersAChunkedWAV(t *testing.T) {
-	srv := httptest.NewServer(newHandler(noPause))
+	srv := httptest.NewServer(NewHandler(noPause))
 	defer srv.Close()
 	resp := post(t, srv.URL, `{"text":"hello from the tunnel","voice":"alto"}`)
 	audio, err := io.ReadAll(resp.Body)
@@ -94,7 +94,7 @@ func TestTTSAnswersAChunkedWAV(t *testing.T) {
 
 func TestTTSStreamsChunkByChunk(t *testing.T) {
 	next := make(chan struct{})
-	srv := httptest.NewServer(newHandler(func(ctx context.Context) error {
+	srv := httptest.NewServer(NewHandler(func(ctx context.Context) error {
 		select {
 		case <-next:
 			return nil
@@ -124,7 +124,7 @@ func TestTTSStreamsChunkByChunk(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	srv := httptest.NewServer(newHandler(noPause))
+	srv := httptest.NewServer(NewHandler(noPause))
 	defer srv.Close()
 	for _, body := range []string{`{"text":""}`, `{"voice":"x"}`, `not json`, `{"text":"` + strings.Repeat("a", maxTextRunes+1) + `"}`} {
 		if resp := post(t, srv.URL, body); resp.StatusCode != http.StatusBadRequest {
@@ -142,7 +142,7 @@ func TestBadRequests(t *testing.T) {
 }
 
 func TestHealthz(t *testing.T) {
-	srv := httptest.NewServer(newHandler(noPause))
+	srv := httptest.NewServer(NewHandler(noPause))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/healthz")
 	if err != nil {
