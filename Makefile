@@ -18,5 +18,14 @@ lint:
 	$(GO) vet $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+## run: build relay, supervisor and the demo TTS server, send a request through the tunnel, show the status
+run:
+	BIN=$(BIN) bash scripts/demo.sh
+
+## bench: the tunnel against the direct upstream (the baseline, measured in the same run), as ratios
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./test/bench/ ./messages/wire/ | tee bench.out
+	@awk -f scripts/bench-ratio.awk bench.out
+
 clean:
 	rm -rf $(BIN)

@@ -152,10 +152,63 @@ func (t *Tunnel) Send(ctx context.Context, msg *messages.TunnelMessage) error {
 	if err := t.write(ctx, false, wire.MustEncode(f), false); err != nil {
 		return err
 	}
-	_, err = wire.SendStream(ctx, f.MessageID, body, win, t.cfg.ChunkSize, func(ctx context.Context, binary bool, data []byte) error {
-		return t.write(ctx, binary, data, true)
-	})
-	return err
+	p := &pipeline{t: t}
+	if _, err := wire.SendStream(ctx, f.MessageID, body, win, t.cfg.ChunkSize, p.write); err != nil {
+		return err
+	}
+	return p.flush(ctx)
+}
+
+// streamPipelineDepth is how many chunks of one stream may be on their way
+// to the socket at once. Waiting for each chunk's write before reading the
+// next would cost a round trip through the actors per chunk; the stream's
+// window still bounds the bytes in flight.
+const streamPipelineDepth = 8
+
+// pipeline writes a stream's chunks without waiting for each, in order,
+// keeping at most streamPipelineDepth unanswered.
+type pipeline struct {
+	t       *Tunnel
+	pending []chan error
+}
+
+func (p *pipeline) write(ctx context.Context, binary bool, data []byte) error {
+	if len(p.pending) == streamPipelineDepth {
+		if err := p.wait(ctx); err != nil {
+			return err
+		}
+	}
+	if p.t.stopped.Load() {
+		return messages.ErrStopped
+	}
+	o := &messages.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1), NoQueue: true}
+	p.t.system.Root.Send(p.t.root, &sendFrame{out: o})
+	p.pending = append(p.pending, o.Reply)
+	return nil
+}
+
+// wait takes the oldest write's answer.
+func (p *pipeline) wait(ctx context.Context) error {
+	reply := p.pending[0]
+	p.pending = p.pending[1:]
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-p.t.done:
+		return messages.ErrStopped
+	}
+}
+
+// flush waits until every write is answered; the first error wins.
+func (p *pipeline) flush(ctx context.Context) error {
+	for len(p.pending) > 0 {
+		if err := p.wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // frameOf checks msg and builds its frame; body is non-nil when the body

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"testing"
 	"testing/synctest"
@@ -314,14 +315,24 @@ func TestSendRejectsInvalidMessages(t *testing.T) {
 // nextFrame returns the next text frame of type typ the stub received.
 func nextFrame(t *testing.T, s *relaystub.Stub, typ string) *wire.Frame {
 	t.Helper()
+	f, err := awaitFrame(s, typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// awaitFrame is nextFrame for goroutines other than the test's.
+func awaitFrame(s *relaystub.Stub, typ string) (*wire.Frame, error) {
+	deadline := time.After(time.Hour) // fake time; heartbeats keep arriving meanwhile
 	for {
 		select {
 		case rec := <-s.Frames():
 			if rec.Frame != nil && rec.Frame.Type == typ {
-				return rec.Frame
+				return rec.Frame, nil
 			}
-		case <-time.After(time.Hour):
-			t.Fatalf("no %s frame", typ)
+		case <-deadline:
+			return nil, fmt.Errorf("no %s frame within an hour", typ)
 		}
 	}
 }
@@ -378,20 +389,28 @@ func TestRequestGetsItsResponseAndStreamedBodies(t *testing.T) {
 		if a.err != nil || a.msg.Status != 200 || a.msg.BodyStream == nil {
 			t.Fatalf("Request = %+v, %v", a.msg, a.err)
 		}
-		audio := bytes.Repeat([]byte{1, 2, 3}, 5000) // within the 16 KiB window: this sender ignores window updates
+		// Within the 16 KiB window, then the sender waits for the grant that
+		// reading half the window must bring before it ends the stream.
+		audio := bytes.Repeat([]byte{1, 2, 3}, 5000)
+		grantSeen := make(chan error, 1)
 		go func() {
 			for off := 0; off < len(audio); off += 5000 {
 				chunk, _ := wire.EncodeChunk(req.MessageID, audio[off:min(off+5000, len(audio))])
 				_ = r.stub.SendBinary(chunk)
 			}
+			wu, err := awaitFrame(r.stub, wire.TypeWindowUpdate)
+			if err == nil && (wu.MessageID != req.MessageID || wu.Bytes < 8192) {
+				err = fmt.Errorf("window update %+v, want at least 8192 bytes for %s", wu, req.MessageID)
+			}
+			grantSeen <- err
 			_ = r.stub.Send(&wire.Frame{Type: wire.TypeStreamEnd, MessageID: req.MessageID})
 		}()
 		gotAudio, err := io.ReadAll(a.msg.BodyStream)
 		if err != nil || !bytes.Equal(gotAudio, audio) {
 			t.Fatalf("streamed response body: %d bytes, %v", len(gotAudio), err)
 		}
-		if wu := nextFrame(t, r.stub, wire.TypeWindowUpdate); wu.MessageID != req.MessageID || wu.Bytes <= 0 {
-			t.Fatalf("window update %+v", wu)
+		if err := <-grantSeen; err != nil {
+			t.Fatal(err)
 		}
 	})
 }

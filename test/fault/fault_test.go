@@ -1,0 +1,171 @@
+package fault
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+)
+
+func TestBlackholeIsCaughtByTheHeartbeatAndTheTunnelRecovers(t *testing.T) {
+	r := newRig(t)
+	r.waitAuthenticated(1)
+
+	// Counted from here: a loaded machine may have cost a reconnect already.
+	stales, networkErrors := len(r.events.staleTimes()), r.failures(messages.NetworkError)
+	authenticated := r.events.count(messages.Authenticated)
+	began := time.Now()
+	if err := r.proxy.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a stale connection", func() bool { return len(r.events.staleTimes()) > stales })
+	// The last ack can have come up to one interval before the blackhole.
+	if d := r.events.staleTimes()[stales].Sub(began); d < heartbeatTimeout-heartbeatInterval {
+		t.Errorf("stale %v after the blackhole began, sooner than the heartbeat timeout allows", d)
+	}
+	eventually(t, "a NETWORK_ERROR", func() bool { return r.failures(messages.NetworkError) > networkErrors })
+	// Attempts into the blackhole get through TCP but no further.
+	eventually(t, "an attempt to time out", func() bool { return r.failures(messages.Timeout) >= 1 })
+	if n := r.events.count(messages.Authenticated); n != authenticated {
+		t.Fatalf("AUTHENTICATED %d times during the blackhole", n-authenticated)
+	}
+	if n := len(r.events.staleTimes()); n != stales+1 {
+		t.Fatalf("%d stale connections during the blackhole, want 1", n-stales)
+	}
+
+	r.proxy.Clear()
+	r.waitAuthenticated(authenticated + 1)
+	r.expectSpeech("back after the blackhole")
+}
+
+func TestRequestCaughtByABlackholeIsAnsweredWithAnError(t *testing.T) {
+	r := newRig(t)
+	r.waitAuthenticated(1)
+
+	type answer struct {
+		status int
+		body   []byte
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := r.client.Get(r.publicURL("/hold"))
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, body, err}
+	}()
+	select {
+	case <-r.held:
+	case <-time.After(patience):
+		t.Fatal("the request did not reach the upstream")
+	}
+	if err := r.proxy.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+
+	var a answer
+	select {
+	case a = <-answered:
+	case <-time.After(patience):
+		t.Fatal("the request caught by the blackhole got no answer")
+	}
+	var e struct{ Error string }
+	if a.err != nil || a.status != http.StatusBadGateway || json.Unmarshal(a.body, &e) != nil || e.Error == "" {
+		t.Fatalf("answer %d %q (%v), want 502 with a JSON error", a.status, a.body, a.err)
+	}
+	r.proxy.Clear()
+	r.waitAuthenticated(2)
+}
+
+func TestResetIsANetworkErrorAndTheTunnelReconnects(t *testing.T) {
+	r := newRig(t)
+	r.waitAuthenticated(1)
+
+	if n := r.proxy.ResetConnections(); n != 1 {
+		t.Fatalf("ResetConnections reset %d connections, want 1", n)
+	}
+	r.waitAuthenticated(2)
+	r.expectSpeech("back after the reset")
+	if types := r.status().Health.FailureTypes; types[messages.NetworkError.String()] == 0 || len(types) != 1 {
+		t.Fatalf("failure types %v, want NETWORK_ERROR only", types)
+	}
+}
+
+func TestLatencyLeavesTheTunnelUpAndServing(t *testing.T) {
+	r := newRig(t)
+	r.waitAuthenticated(1)
+
+	const latency = 50 * time.Millisecond
+	if err := r.proxy.AddLatency(latency); err != nil {
+		t.Fatal(err)
+	}
+	// Serve for several heartbeat timeouts: long enough for a heartbeat
+	// that could not cope with the latency to give up.
+	began := time.Now()
+	requests := 0
+	for time.Since(began) < 4*heartbeatTimeout {
+		sent := time.Now()
+		r.expectSpeech("slow but steady")
+		if d := time.Since(sent); d < 2*latency {
+			t.Fatalf("a request took %v, less than the %v round trip of the proxy", d, 2*latency)
+		}
+		requests++
+	}
+	st := r.status()
+	if st.State != messages.Authenticated || r.events.count(messages.Authenticated) != 1 || len(st.Health.FailureTypes) != 0 {
+		t.Fatalf("after %d requests under latency: state %s, AUTHENTICATED %d times, failures %v; want the first connection still up",
+			requests, st.State, r.events.count(messages.Authenticated), st.Health.FailureTypes)
+	}
+	if rtt := st.Health.LastHeartbeatRTT; rtt == nil || *rtt < (2*latency).Seconds() {
+		t.Fatalf("last heartbeat round trip %v s, want at least %v", rtt, 2*latency)
+	}
+	r.proxy.Clear()
+}
+
+func TestHalfClosedConnectionIsCaught(t *testing.T) {
+	for _, dir := range []faultproxy.Direction{faultproxy.ToClient, faultproxy.ToUpstream} {
+		t.Run(dir.String(), func(t *testing.T) {
+			r := newRig(t)
+			r.waitAuthenticated(1)
+
+			if n := r.proxy.HalfClose(dir); n != 1 {
+				t.Fatalf("HalfClose shut %d connections, want 1", n)
+			}
+			r.waitAuthenticated(2)
+			r.expectSpeech("back after the half-close")
+			if types := r.status().Health.FailureTypes; types[messages.NetworkError.String()] == 0 || len(types) != 1 {
+				t.Fatalf("failure types %v, want NETWORK_ERROR only", types)
+			}
+		})
+	}
+}
+
+func TestRelayRestartedBehindTheProxyIsReconnected(t *testing.T) {
+	r := newRig(t)
+	r.waitAuthenticated(1)
+
+	r.closeRelay()
+	eventually(t, "the loss to be a NETWORK_ERROR", func() bool { return r.failures(messages.NetworkError) >= 1 })
+	// The proxy still accepts, but cannot reach the relay: attempt after
+	// attempt fails until the breaker opens.
+	eventually(t, "the breaker to open", func() bool { return r.status().CircuitBreaker.Openings >= 1 })
+	if n := r.events.count(messages.Authenticated); n != 1 {
+		t.Fatalf("AUTHENTICATED %d times while the relay was down, want once (before)", n)
+	}
+
+	r.startRelay()
+	r.waitAuthenticated(2)
+	r.expectSpeech("back after the relay restart")
+	if st := r.status(); st.CircuitBreaker.State != messages.BreakerClosed || st.Health.ConsecutiveFailures != 0 {
+		t.Fatalf("breaker %s with %d consecutive failures after the reconnect, want closed and 0",
+			st.CircuitBreaker.State, st.Health.ConsecutiveFailures)
+	}
+}

@@ -1,0 +1,257 @@
+package fault
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
+	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+	"github.com/enhanced-tunnel/tunnel/test/ttsdemo"
+)
+
+const (
+	key = "fault-key-3b8e61d07a9c"
+	// patience bounds every wait: far beyond what any step needs.
+	patience = 20 * time.Second
+
+	heartbeatInterval = 200 * time.Millisecond
+	// heartbeatTimeout is short enough for a blackhole to be caught in about
+	// a second, and long enough that a loaded machine running the race
+	// detector does not make a healthy connection look stale.
+	heartbeatTimeout = time.Second
+	retryDelay       = 300 * time.Millisecond
+)
+
+// eventually polls cond every 10 ms until it holds, or fails the test after
+// patience, saying what it waited for.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(patience)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", patience, what)
+		}
+		<-tick.C
+	}
+}
+
+// recorder keeps the tunnel's state changes and the times of the stale
+// connections its heartbeat caught (from the seed's log line).
+type recorder struct {
+	mu     sync.Mutex
+	states []messages.State
+	stales []time.Time
+}
+
+func (r *recorder) stateChanged(s messages.StateChanged) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.states = append(r.states, s.State)
+}
+
+func (r *recorder) Levels() []logrus.Level { return logrus.AllLevels }
+
+func (r *recorder) Fire(e *logrus.Entry) error {
+	if strings.HasPrefix(e.Message, "Stale connection detected") {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.stales = append(r.stales, e.Time)
+	}
+	return nil
+}
+
+func (r *recorder) count(s messages.State) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, st := range r.states {
+		if st == s {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *recorder) staleTimes() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Time(nil), r.stales...)
+}
+
+// rig is one test's setting: the demo upstream, a relay, the fault proxy in
+// front of the relay, and a supervisor that reaches the relay through the
+// proxy and forwards to the upstream.
+type rig struct {
+	t        *testing.T
+	upstream *httptest.Server
+	relayCfg relay.Config
+	relay    *relay.Relay
+	proxy    *faultproxy.Proxy
+	tunnel   *supervisor.Tunnel
+	events   *recorder
+	client   *http.Client
+	// held hears of each /hold request reaching the upstream, which then
+	// answers only when its request is cancelled.
+	held chan struct{}
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{
+		t:      t,
+		events: &recorder{},
+		client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}},
+		held:   make(chan struct{}, 16),
+	}
+	t.Cleanup(r.client.CloseIdleConnections)
+
+	mux := http.NewServeMux()
+	mux.Handle("/", ttsdemo.NewHandler(nil))
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, req *http.Request) {
+		r.held <- struct{}{}
+		<-req.Context().Done()
+	})
+	r.upstream = httptest.NewServer(mux)
+	t.Cleanup(r.upstream.Close)
+
+	r.relayCfg = relay.DefaultConfig()
+	r.relayCfg.Listen = "127.0.0.1:0"
+	r.relayCfg.AuthToken = key
+	r.startRelay()
+	t.Cleanup(r.closeRelay)
+
+	proxy, err := faultproxy.Start(r.relay.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.proxy = proxy
+	t.Cleanup(func() {
+		if err := proxy.Close(); err != nil {
+			t.Errorf("proxy Close: %v", err)
+		}
+	})
+
+	fw, err := forward.New(forward.Config{Upstream: r.upstream.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fw.Close)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.AddHook(r.events)
+	cfg := supervisor.DefaultConfig()
+	cfg.RelayURL = "ws://" + proxy.Addr().String() + "/tunnel"
+	cfg.APIKey = key
+	cfg.HeartbeatInterval = heartbeatInterval
+	cfg.HeartbeatTimeout = heartbeatTimeout
+	cfg.RetryDelay = retryDelay
+	cfg.AuthRetryDelay = retryDelay
+	// An attempt into a blackhole gives up after a second, not ten.
+	cfg.ConnectTimeout = time.Second
+	cfg.BreakerRecovery = time.Second
+	cfg.CloseTimeout = time.Second
+	cfg.Logger = log
+	cfg.OnStateChange = r.events.stateChanged
+	cfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {
+		fw.Handle(ctx, t, msg)
+	}
+	tn, err := supervisor.Start(nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.tunnel = tn
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), patience)
+		defer cancel()
+		if err := tn.Stop(ctx); err != nil {
+			t.Errorf("tunnel Stop: %v", err)
+		}
+	})
+	return r
+}
+
+// startRelay starts the relay on relayCfg.Listen: a free port the first
+// time, the same port again after closeRelay.
+func (r *rig) startRelay() {
+	r.t.Helper()
+	rl, err := relay.Start(r.relayCfg)
+	if err != nil {
+		r.t.Fatalf("relay.Start: %v", err)
+	}
+	r.relay = rl
+	r.relayCfg.Listen = rl.Addr().String()
+}
+
+func (r *rig) closeRelay() {
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if err := r.relay.Close(ctx); err != nil {
+		r.t.Errorf("relay Close: %v", err)
+	}
+}
+
+func (r *rig) status() messages.Status { return r.tunnel.Status() }
+
+func (r *rig) failures(typ messages.FailureType) int {
+	return r.status().Health.FailureTypes[typ.String()]
+}
+
+// waitAuthenticated waits for the n-th AUTHENTICATED since the start, and
+// for the relay to route public requests to it.
+func (r *rig) waitAuthenticated(n int) {
+	r.t.Helper()
+	eventually(r.t, fmt.Sprintf("AUTHENTICATED number %d", n), func() bool {
+		return r.events.count(messages.Authenticated) >= n && r.status().State == messages.Authenticated
+	})
+	eventually(r.t, "the relay to list the tunnel", func() bool {
+		resp, err := r.client.Get("http://" + r.relay.Addr().String() + "/health")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var h struct{ Tunnels []string }
+		return json.NewDecoder(resp.Body).Decode(&h) == nil && len(h.Tunnels) == 1
+	})
+}
+
+// publicURL is the relay's public address for path, for the tunnel "default".
+func (r *rig) publicURL(path string) string { return "http://" + r.relay.Addr().String() + path }
+
+// expectSpeech sends a TTS request through the relay and checks that a
+// whole WAV comes back.
+func (r *rig) expectSpeech(text string) {
+	r.t.Helper()
+	body, _ := json.Marshal(map[string]string{"text": text})
+	resp, err := r.client.Post(r.publicURL("/v1/tts"), "application/json", bytes.NewReader(body))
+	if err != nil {
+		r.t.Fatalf("POST /v1/tts: %v", err)
+	}
+	defer resp.Body.Close()
+	wav, err := io.ReadAll(resp.Body)
+	if err != nil {
+		r.t.Fatalf("reading the WAV: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		r.t.Fatalf("POST /v1/tts: %d %s", resp.StatusCode, wav)
+	}
+	if len(wav) < 44 || int(binary.LittleEndian.Uint32(wav[40:44]))+44 != len(wav) {
+		r.t.Fatalf("WAV of %d bytes does not match its header", len(wav))
+	}
+}
