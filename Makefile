@@ -27,5 +27,13 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./test/bench/ ./messages/wire/ | tee bench.out
 	@awk -f scripts/bench-ratio.awk bench.out
 
+## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./messages/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzSessionFrames$$' -fuzztime $(FUZZTIME) ./actors/relay/session/
+	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFrames$$' -fuzztime $(FUZZTIME) ./actors/connection/
+	$(GO) test -run '^$$' -fuzz '^FuzzTunnelFrames$$' -fuzztime $(FUZZTIME) ./supervisor/
+
 clean:
 	rm -rf $(BIN)

@@ -31,6 +31,23 @@ func (s State) String() string {
 // MarshalText spells the state as the seed does, so JSON shows "AUTHENTICATED".
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a state as the seed spells it, so a client can decode
+// a status it fetched.
+func (s *State) UnmarshalText(text []byte) error {
+	return unmarshalName(text, stateNames[:], (*int)(s), "state")
+}
+
+// unmarshalName sets *v to the index of text in names.
+func unmarshalName(text []byte, names []string, v *int, what string) error {
+	for i, n := range names {
+		if n == string(text) {
+			*v = i
+			return nil
+		}
+	}
+	return fmt.Errorf("messages: unknown %s %q", what, text)
+}
+
 // FailureType classifies why a connection attempt or a connection failed.
 // The zero value is Unknown.
 type FailureType int
@@ -60,6 +77,11 @@ func (f FailureType) String() string {
 
 // MarshalText spells the failure type as the seed does.
 func (f FailureType) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText reads a failure type as the seed spells it.
+func (f *FailureType) UnmarshalText(text []byte) error {
+	return unmarshalName(text, failureNames[:], (*int)(f), "failure type")
+}
 
 // ConnectionFailed is the reason a connection actor fails with. It reaches
 // the supervisor's HandleFailure as the panic value, and the supervisor
@@ -93,20 +115,22 @@ const (
 	BreakerHalfOpen
 )
 
+var breakerNames = [...]string{"closed", "open", "half-open"}
+
 func (b BreakerState) String() string {
-	switch b {
-	case BreakerClosed:
-		return "closed"
-	case BreakerOpen:
-		return "open"
-	case BreakerHalfOpen:
-		return "half-open"
+	if b < 0 || int(b) >= len(breakerNames) {
+		return fmt.Sprintf("BreakerState(%d)", int(b))
 	}
-	return fmt.Sprintf("BreakerState(%d)", int(b))
+	return breakerNames[b]
 }
 
 // MarshalText spells the breaker state for JSON.
 func (b BreakerState) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// UnmarshalText reads a breaker state as MarshalText spells it.
+func (b *BreakerState) UnmarshalText(text []byte) error {
+	return unmarshalName(text, breakerNames[:], (*int)(b), "breaker state")
+}
 
 // Errors every part of the tunnel returns, so callers can tell them apart with errors.Is.
 var (

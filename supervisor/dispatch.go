@@ -59,6 +59,8 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 		t.mu.Lock()
 		win := t.outStreams[f.MessageID]
 		t.mu.Unlock()
+		// A grant for a stream that just ended is normal (it crossed the
+		// stream's end on the wire): no error for an unknown id.
 		if win != nil && f.Bytes > 0 {
 			win.Grant(f.Bytes)
 		}

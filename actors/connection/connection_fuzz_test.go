@@ -93,6 +93,7 @@ func FuzzConnectionFrames(f *testing.F) {
 			}
 			s := <-relay.Sessions()
 
+			// A nil second message (a seed of one) is not sent at all.
 			if err := s.Write(binFirst, first); err == nil && second != nil {
 				_ = s.Write(binSecond, second)
 			}

@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -63,15 +64,20 @@ func endToEnd(h map[string][]string) http.Header {
 }
 
 // publicBody is a public request body that remembers its read error, to
-// tell a failing client (or a body over the limit) from a failing tunnel.
+// tell a failing client (or a body over the limit) from a failing tunnel,
+// and whether it has been read to the end.
 type publicBody struct {
 	r   io.Reader
 	err error
+	eof atomic.Bool
 }
 
 func (b *publicBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	if err != nil && err != io.EOF {
+	switch {
+	case err == io.EOF:
+		b.eof.Store(true)
+	case err != nil:
 		b.err = err
 	}
 	return n, err
@@ -97,6 +103,7 @@ type proxyCall struct {
 	id     string
 	status int  // what the client was answered, for the metrics
 	done   bool // the router was told Done
+	duplex bool // the response may start before the request body is read
 
 	body     *publicBody
 	uploaded chan error // the upload's result while it runs
@@ -113,7 +120,19 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 
 func (p *proxyCall) fail(status int, text string) {
 	p.status = status
+	p.closeIfUnread()
 	writeError(p.w, status, text)
+}
+
+// closeIfUnread tells the client not to reuse the connection when the
+// answer goes out before the request body was read to the end. In full
+// duplex net/http does not drain what is left, and closes the connection
+// after the answer: a client told nothing would send its next request on a
+// closed connection, and a POST is not retried.
+func (p *proxyCall) closeIfUnread() {
+	if p.duplex && !p.body.eof.Load() {
+		p.w.Header().Set("Connection", "close")
+	}
 }
 
 // tellDone tells the router, once, that the front is finished with the
@@ -145,7 +164,7 @@ func (p *proxyCall) run(path string) {
 		window = wire.NewSendWindow(cfg.Window)
 		// The response may start before the upload ends (an upstream that
 		// answers early, or echoes as it reads).
-		_ = p.rc.EnableFullDuplex()
+		p.duplex = p.rc.EnableFullDuplex() == nil
 	} else {
 		frame.Body = inline
 	}
@@ -287,6 +306,7 @@ func (p *proxyCall) respond(out relaymsg.Outcome) {
 	for name, values := range endToEnd(resp.Headers) {
 		h[name] = values
 	}
+	p.closeIfUnread()
 	p.status = resp.Status
 	if out.Body == nil {
 		if len(resp.Body) > 0 {

@@ -143,7 +143,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return 1
 	}
 	<-ctx.Done()
-	logger.WithField("delay", o.shutdownTimeout).Info("Shutting down")
+	logger.WithField("delay", o.shutdownTimeout.String()).Info("Shutting down")
 	closeCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	if err := r.Close(closeCtx); err != nil {

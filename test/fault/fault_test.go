@@ -1,9 +1,11 @@
 package fault
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,4 +170,36 @@ func TestRelayRestartedBehindTheProxyIsReconnected(t *testing.T) {
 		t.Fatalf("breaker %s with %d consecutive failures after the reconnect, want closed and 0",
 			st.CircuitBreaker.State, st.Health.ConsecutiveFailures)
 	}
+}
+
+// A streamed upload refused while the tunnel is down is answered before its
+// body is read; the relay then closes the connection, and must say so, or
+// the client sends its next request on a dead connection: a POST is not
+// retried, and is lost.
+func TestUploadRefusedWhileTheTunnelIsDownLeavesNoDeadConnection(t *testing.T) {
+	r := newRig(t)
+	r.waitAuthenticated(1)
+	if err := r.proxy.Blackhole(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the relay to drop the tunnel", func() bool { return len(r.relayTunnels()) == 0 })
+	upload := bytes.Repeat([]byte("u"), 96<<10) // over the inline limit: streamed
+	for i := range 50 {
+		resp, err := r.client.Post(r.publicURL("/echo"), "application/octet-stream", bytes.NewReader(upload))
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || !resp.Close {
+			t.Fatalf("upload %d: %d, Connection: close %v; want 503 with Connection: close", i, resp.StatusCode, resp.Close)
+		}
+		resp, err = r.client.Post(r.publicURL("/v1/tts"), "application/json", strings.NewReader(`{"text":"x"}`))
+		if err != nil {
+			t.Fatalf("request %d after a refused upload: %v", i, err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	r.proxy.Clear()
 }

@@ -220,15 +220,22 @@ func (r *rig) waitAuthenticated(n int) {
 	eventually(r.t, fmt.Sprintf("AUTHENTICATED number %d", n), func() bool {
 		return r.events.count(messages.Authenticated) >= n && r.status().State == messages.Authenticated
 	})
-	eventually(r.t, "the relay to list the tunnel", func() bool {
-		resp, err := r.client.Get("http://" + r.relay.Addr().String() + "/health")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var h struct{ Tunnels []string }
-		return json.NewDecoder(resp.Body).Decode(&h) == nil && len(h.Tunnels) == 1
-	})
+	eventually(r.t, "the relay to list the tunnel", func() bool { return len(r.relayTunnels()) == 1 })
+}
+
+// relayTunnels lists the tunnels the relay routes to, from its /health; nil
+// when it does not answer.
+func (r *rig) relayTunnels() []string {
+	resp, err := r.client.Get(r.publicURL("/health"))
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var h struct{ Tunnels []string }
+	if json.NewDecoder(resp.Body).Decode(&h) != nil {
+		return nil
+	}
+	return h.Tunnels
 }
 
 // publicURL is the relay's public address for path, for the tunnel "default".

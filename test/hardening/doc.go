@@ -6,7 +6,7 @@
 // to end (library and binaries) and keys kept out of every log, status,
 // metric and error text.
 //
-// RawRelay, the package's one export, stands in for a relay that writes
-// whatever bytes a test gives it; the fuzz targets of the connection actor
-// and the supervisor use it too.
+// The package's only code outside its tests is RawRelay, a relay stand-in
+// that writes whatever bytes a test gives it; the fuzz targets of the
+// connection actor and of the supervisor use it too.
 package hardening

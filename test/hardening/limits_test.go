@@ -40,18 +40,18 @@ func TestSessionLimitIsANetworkErrorForTheSupervisor(t *testing.T) {
 // held is an upstream that counts the requests reaching it and holds those
 // for /hold until released.
 type held struct {
-	arrived chan string
+	arrived chan struct{}
 	release chan struct{}
 	count   atomic.Int64
 }
 
 func newHeld() *held {
-	return &held{arrived: make(chan string, 16), release: make(chan struct{})}
+	return &held{arrived: make(chan struct{}, 16), release: make(chan struct{})}
 }
 
 func (h *held) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h.count.Add(1)
-	h.arrived <- req.URL.Path
+	h.arrived <- struct{}{}
 	if req.URL.Path == "/hold" {
 		select {
 		case <-h.release:
@@ -63,15 +63,14 @@ func (h *held) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	_, _ = io.WriteString(w, "done")
 }
 
-func (h *held) next(t *testing.T) string {
+// next waits for the next request to reach the upstream.
+func (h *held) next(t *testing.T) {
 	t.Helper()
 	select {
-	case path := <-h.arrived:
-		return path
+	case <-h.arrived:
 	case <-time.After(wait):
 		t.Fatal("no request reached the upstream")
 	}
-	return ""
 }
 
 // Beyond MaxConcurrent requests in flight, the relay answers 503 itself:

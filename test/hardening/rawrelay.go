@@ -205,6 +205,3 @@ func (s *RawSession) Messages() <-chan RawMessage { return s.in }
 // CloseCode is the close code the supervisor sent, or 1006 when the
 // connection ended without one. Read it only once Messages is closed.
 func (s *RawSession) CloseCode() int { return s.code }
-
-// Drop closes the TCP connection without a close frame.
-func (s *RawSession) Drop() { _ = s.conn.NetConn().Close() }

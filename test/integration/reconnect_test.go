@@ -29,24 +29,29 @@ func freeAddr(t *testing.T) string {
 }
 
 // retryGaps returns, for every attempt that followed a failure, the time
-// from the failure (its DISCONNECTED) to the attempt (its CONNECTING), and
-// from each CIRCUIT_BREAKER to the trial after it.
+// from the failure (its DISCONNECTED) to the attempt (its CONNECTING):
+// retries in afterFailure, and the breaker's trials (attempts after a
+// CIRCUIT_BREAKER) in afterBreaker. A trial is measured from the failure
+// too: the breaker's recovery starts when it hears of the failure, a little
+// before the supervisor reports CIRCUIT_BREAKER.
 func retryGaps(changes []messages.StateChanged) (afterFailure, afterBreaker []time.Duration) {
-	var down, open time.Time
+	var down time.Time
+	open := false
 	for _, c := range changes {
 		switch c.State {
 		case messages.Disconnected:
 			down = c.At
 		case messages.CircuitBreaker:
-			open, down = c.At, time.Time{}
+			open = true
 		case messages.Connecting:
 			switch {
-			case !open.IsZero():
-				afterBreaker = append(afterBreaker, c.At.Sub(open))
-			case !down.IsZero():
+			case down.IsZero():
+			case open:
+				afterBreaker = append(afterBreaker, c.At.Sub(down))
+			default:
 				afterFailure = append(afterFailure, c.At.Sub(down))
 			}
-			down, open = time.Time{}, time.Time{}
+			down, open = time.Time{}, false
 		}
 	}
 	return afterFailure, afterBreaker

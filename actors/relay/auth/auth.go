@@ -145,10 +145,10 @@ func (m *manager) fail(addr, tunnel string, refusal Refusal) {
 		times = times[len(times)-m.cfg.MaxFailures:]
 	}
 	m.failures[addr] = times
-	m.log.WithFields(logrus.Fields{"remote_addr": addr, "tunnel": tunnel, "failure_type": refusal, "recent_failures": len(times)}).
+	m.log.WithFields(logrus.Fields{"remote_addr": addr, "tunnel": tunnel, "failure_type": refusal.String(), "recent_failures": len(times)}).
 		Warn("Authentication failed: Invalid API key")
 	if v := m.verdict(addr, now); v.Blocked && len(times) == m.cfg.MaxFailures {
-		m.log.WithFields(logrus.Fields{"remote_addr": addr, "delay": v.RetryAfter}).
+		m.log.WithFields(logrus.Fields{"remote_addr": addr, "delay": v.RetryAfter.String()}).
 			Warn("Too many invalid API keys from one address; refusing its connections")
 	}
 }

@@ -209,7 +209,7 @@ func (r *router) timeout(ctx actor.Context, id string) {
 	if p == nil || p.answered {
 		return
 	}
-	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": id, "delay": r.cfg.RequestTimeout}).
+	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": id, "delay": r.cfg.RequestTimeout.String()}).
 		Warn("No response through the tunnel in time; cancelling the request")
 	r.finish(id, p, relaymsg.Outcome{Status: http.StatusGatewayTimeout, Error: fmt.Sprintf("no response from tunnel %q within %v", p.ex.Tunnel, r.cfg.RequestTimeout)})
 	ctx.Send(p.session, &relaymsg.Cancel{MessageID: id})

@@ -222,7 +222,7 @@ func (s *session) onReadFailed(ctx actor.Context, err error) {
 		s.log.WithField("limit", s.cfg.ReadLimit).Warn("Message over the read limit")
 		s.close(ctx, TooBig)
 	case errors.As(err, &ne) && ne.Timeout():
-		s.log.WithField("delay", s.cfg.HeartbeatTimeout).Warn("Nothing from the supervisor for the heartbeat timeout; dropping it")
+		s.log.WithField("delay", s.cfg.HeartbeatTimeout.String()).Warn("Nothing from the supervisor for the heartbeat timeout; dropping it")
 		s.close(ctx, Silent)
 	default:
 		s.log.WithError(err).Debug("Connection ended")

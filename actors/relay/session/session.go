@@ -197,7 +197,7 @@ func (s *session) Receive(ctx actor.Context) {
 		s.close(ctx, WriteFailed)
 	case *authTimedOut:
 		if s.phase != open {
-			s.log.WithField("delay", s.cfg.AuthTimeout).Warn("No valid auth in time; closing")
+			s.log.WithField("delay", s.cfg.AuthTimeout.String()).Warn("No valid auth in time; closing")
 			s.close(ctx, AuthTimeout)
 		}
 	case *relaymsg.AuthResult:
@@ -269,7 +269,7 @@ func (s *session) stopping(ctx actor.Context) {
 	if s.registered {
 		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String()})
 	}
-	entry := s.log.WithFields(logrus.Fields{"failure_type": s.cause, "code": code})
+	entry := s.log.WithFields(logrus.Fields{"failure_type": s.cause.String(), "code": code})
 	switch s.cause {
 	case PeerGone, Shutdown, TakenOver:
 		entry.Info("Session closed")

@@ -105,7 +105,8 @@ func FuzzSessionFrames(f *testing.F) {
 				return websocket.TextMessage
 			}
 			// A write may fail once the session has closed on the first
-			// message: the close code says whether that was right.
+			// message: the close code says whether that was right. A nil
+			// second message (a seed of one) is not sent at all.
 			if err := h.client.WriteMessage(kind(binFirst), first); err == nil && second != nil {
 				_ = h.client.WriteMessage(kind(binSecond), second)
 			}

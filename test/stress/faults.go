@@ -1,0 +1,202 @@
+package stress
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+)
+
+// The kinds of fault, injected in rounds: every round has each kind once,
+// in an order the seed shuffles, so that every kind comes as often.
+const (
+	faultLatency = iota
+	faultBandwidth
+	faultReset
+	faultBlackhole
+	faultHalfClose
+	faultRelayRestart
+	numFaults
+)
+
+var faultNames = [numFaults]string{"latency", "bandwidth", "reset", "blackhole", "half_close", "relay_restart"}
+
+// recoveryWait bounds the wait for the tunnel to be AUTHENTICATED again
+// before the next fault; a tunnel that takes longer is reported.
+const recoveryWait = 30 * time.Second
+
+// blackhole is what became of one blackhole.
+type blackhole struct {
+	start    time.Time
+	armed    bool          // the tunnel was AUTHENTICATED when it began: the heartbeat has something to catch
+	detected bool          // a stale connection was caught while it lasted
+	after    time.Duration // from its start to the stale connection
+}
+
+// injector breaks the network between the supervisor and the relay, one
+// fault at a time, with quiet time between faults and the tunnel back up
+// before each.
+type injector struct {
+	cfg   Config
+	rng   *rand.Rand
+	proxy *faultproxy.Proxy
+	relay *relayHost
+	mon   *monitor
+	gate  *sync.RWMutex // held for writing while the relay is down
+	trace io.Writer     // hears of each fault; nil for none
+	began time.Time
+
+	mu         sync.Mutex
+	counts     [numFaults]int
+	blackholes []blackhole
+	notBack    []string // faults after which the tunnel did not come back in time
+}
+
+// run injects faults until ctx ends, then lifts the fault in progress.
+// Only a relay that cannot be started again stops it early, with an error.
+func (in *injector) run(ctx context.Context) error {
+	for {
+		for _, kind := range in.rng.Perm(numFaults) {
+			if !in.waitUp(ctx) {
+				return nil
+			}
+			lo, hi := in.cfg.Failures.quiet()
+			if !sleep(ctx, in.between(lo, hi)) {
+				return nil
+			}
+			if err := in.inject(ctx, kind); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// waitUp waits for AUTHENTICATED; false when ctx ended first.
+func (in *injector) waitUp(ctx context.Context) bool {
+	select {
+	case <-in.mon.upSignal():
+		return true
+	case <-ctx.Done():
+		return false
+	case <-time.After(recoveryWait):
+		in.mu.Lock()
+		in.notBack = append(in.notBack, fmt.Sprintf("tunnel %s, not AUTHENTICATED %v after the last fault", in.mon.current(), recoveryWait))
+		in.mu.Unlock()
+		return ctx.Err() == nil
+	}
+}
+
+func (in *injector) between(lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(in.rng.Int64N(int64(hi-lo)+1))
+}
+
+// inject applies one fault and lifts it. A fault that lasts is held for a
+// while, cut short (but still lifted) when ctx ends.
+func (in *injector) inject(ctx context.Context, kind int) error {
+	in.mu.Lock()
+	in.counts[kind]++
+	in.mu.Unlock()
+	if in.trace != nil {
+		fmt.Fprintf(in.trace, "%6.1fs  fault: %s\n", time.Since(in.began).Seconds(), faultNames[kind])
+	}
+	hold := in.between(time.Second, 3*time.Second)
+	switch kind {
+	case faultLatency:
+		latency := in.between(20*time.Millisecond, 100*time.Millisecond)
+		if err := in.proxy.AddLatency(latency); err != nil {
+			return err
+		}
+		sleep(ctx, hold)
+		in.proxy.Clear()
+	case faultBandwidth:
+		rate := 256_000 + in.rng.Int64N(768_000)
+		if err := in.proxy.LimitBandwidth(rate); err != nil {
+			return err
+		}
+		sleep(ctx, hold)
+		in.proxy.Clear()
+	case faultReset:
+		in.proxy.ResetConnections()
+	case faultHalfClose:
+		in.proxy.HalfClose(faultproxy.Direction(in.rng.IntN(2)))
+	case faultBlackhole:
+		return in.blackhole(ctx)
+	case faultRelayRestart:
+		return in.restartRelay(ctx)
+	}
+	return nil
+}
+
+// blackhole holds a blackhole past the time the heartbeat needs to catch
+// it, then lifts it, and records whether and when it was caught.
+func (in *injector) blackhole(ctx context.Context) error {
+	start := time.Now()
+	if err := in.proxy.Blackhole(); err != nil {
+		return err
+	}
+	bound := in.cfg.HeartbeatTimeout + in.cfg.HeartbeatInterval
+	sleep(ctx, bound+in.between(500*time.Millisecond, 2*time.Second))
+	end := time.Now()
+	in.proxy.Clear()
+	in.mon.reachable(time.Now())
+
+	b := blackhole{start: start, armed: in.mon.authenticatedAt(start)}
+	if stale, ok := in.mon.firstStale(start, end); ok {
+		b.detected, b.after = true, stale.Sub(start)
+	}
+	// A blackhole cut short by the end of the run before its bound has
+	// passed proves nothing either way.
+	if !b.detected && end.Sub(start) < bound {
+		b.armed = false
+	}
+	in.mu.Lock()
+	in.blackholes = append(in.blackholes, b)
+	in.mu.Unlock()
+	return nil
+}
+
+// restartRelay closes the relay and starts it again on the same port after
+// a while. The public front goes down with it, and with nobody to answer
+// there is nothing to count: new requests wait at the gate, and those in
+// flight finish first (Close lets them).
+func (in *injector) restartRelay(ctx context.Context) error {
+	in.gate.Lock()
+	defer in.gate.Unlock()
+	if err := in.relay.close(); err != nil {
+		return err
+	}
+	// Long enough, often, for the breaker to open.
+	sleep(ctx, in.between(500*time.Millisecond, 3500*time.Millisecond))
+	if err := in.relay.start(); err != nil {
+		return err
+	}
+	in.mon.reachable(time.Now())
+	return nil
+}
+
+// sleep waits d or until ctx ends; false when ctx ended.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// faultCounts is how many faults of each kind were injected.
+func (in *injector) faultCounts() map[string]int {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	out := make(map[string]int, numFaults)
+	for k, n := range in.counts {
+		out[faultNames[k]] = n
+	}
+	return out
+}
