@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -236,8 +237,10 @@ func TestSecondSupervisorTakesTheTunnelOver(t *testing.T) {
 	eventually(t, patience, "the first supervisor to lose its connection", func() bool {
 		return first.Status().Health.Drops == 1
 	})
-	if st := first.Status(); st.State != messages.Disconnected || st.Health.FailureTypes[messages.NetworkError.String()] != 1 {
-		t.Errorf("first supervisor: state %s, failure types %v; want DISCONNECTED after a NETWORK_ERROR", st.State, st.Health.FailureTypes)
+	if st := first.Status(); st.State != messages.Disconnected || st.Health.FailureTypes[messages.NetworkError.String()] != 1 ||
+		!strings.Contains(st.Health.LastError, "replaced by a newer session") {
+		t.Errorf("first supervisor: state %s, failure types %v, last error %q; want DISCONNECTED after a NETWORK_ERROR, the relay's close",
+			st.State, st.Health.FailureTypes, st.Health.LastError)
 	}
 	for i := range 10 {
 		if code, body := w.get(publicURL(r, fmt.Sprintf("/who?i=%d", i))); code != http.StatusOK || string(body) != "second" {

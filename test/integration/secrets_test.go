@@ -32,30 +32,30 @@ func TestKeyNeverAppearsInLogsStatusOrEndpoints(t *testing.T) {
 
 	api := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Status: tn}))
 	defer api.Close()
-	var seen []string
+	seen := map[string]string{}
 	for _, u := range []string{api.URL + "/status", api.URL + "/metrics", publicURL(r, "/health"), publicURL(r, "/metrics")} {
 		code, body := w.get(u)
 		if code != http.StatusOK {
 			t.Errorf("GET %s: %d", u, code)
 		}
-		seen = append(seen, string(body))
+		seen[u] = string(body)
 	}
-	for _, st := range []supervisor.Status{tn.Status(), wrong.Status()} {
-		b, err := json.Marshal(st)
+	for name, tn := range map[string]*tunnel{"Status()": tn, "Status() with the wrong key": wrong} {
+		b, err := json.Marshal(tn.Status())
 		if err != nil {
 			t.Fatal(err)
 		}
-		seen = append(seen, string(b))
+		seen[name] = string(b)
 	}
 	logs := w.logs.String()
 	if !strings.Contains(logs, "Tunnel authenticated") || !strings.Contains(logs, "level=debug") {
 		t.Fatal("the logs were not captured at debug level: this test would prove nothing")
 	}
-	seen = append(seen, logs)
-	for _, s := range seen {
+	seen["the logs"] = logs
+	for where, text := range seen {
 		for _, key := range []string{testKey, wrongKey} {
-			if strings.Contains(s, key) {
-				t.Errorf("a key appears in:\n%s", s)
+			if strings.Contains(text, key) {
+				t.Errorf("a key appears in %s", where)
 			}
 		}
 	}

@@ -104,11 +104,11 @@ func TestSIGTERMLetsRequestsInFlightFinish(t *testing.T) {
 	var held atomic.Int32
 	release := make(chan struct{})
 	w := newWorld(t)
-	up := w.startUpstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := w.startUpstream(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		held.Add(1)
 		select {
 		case <-release:
-			fmt.Fprintf(w, "done %s", r.URL.Query().Get("n"))
+			fmt.Fprintf(rw, "done %s", r.URL.Query().Get("n"))
 		case <-r.Context().Done():
 		}
 	}))
