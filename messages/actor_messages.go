@@ -93,8 +93,11 @@ type Chunk struct {
 // the breaker is now open (the next attempt waits for its recovery) and the
 // consecutive failure count after this failure.
 type BreakerVerdict struct {
-	Failure             *ConnectionFailed
-	Open                bool
+	Failure *ConnectionFailed
+	Open    bool
+	// OpenedAt is when the breaker opened (its recovery runs from then);
+	// zero unless Open.
+	OpenedAt            time.Time
 	ConsecutiveFailures int
 }
 

@@ -246,7 +246,9 @@ func (r *root) verdict(ctx actor.Context, v *messages.BreakerVerdict) {
 	if v.Open {
 		r.awaitingTrial = true
 		r.log.WithFields(fields).WithField("delay", r.cfg.BreakerRecovery.String()).Warn("Reconnect held by the circuit breaker")
-		cb := messages.StateChanged{State: messages.CircuitBreaker, At: time.Now(), Attempt: r.attempts}
+		// Stamped with the breaker's own opening, so that the trial comes
+		// exactly BreakerRecovery after this state change.
+		cb := messages.StateChanged{State: messages.CircuitBreaker, At: v.OpenedAt, Attempt: r.attempts}
 		r.state = messages.CircuitBreaker
 		r.hooks.state(cb)
 		return

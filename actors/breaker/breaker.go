@@ -140,6 +140,7 @@ func (b *breaker) failure(ctx actor.Context, f *messages.ConnectionFailed) {
 	ctx.Send(ctx.Parent(), &messages.BreakerVerdict{
 		Failure:             f,
 		Open:                b.state == messages.BreakerOpen,
+		OpenedAt:            b.openedAt(),
 		ConsecutiveFailures: b.consecutive,
 	})
 	b.sendStatus(ctx)
@@ -183,4 +184,12 @@ func (b *breaker) sendStatus(ctx actor.Context) {
 		Openings:            b.openings,
 		At:                  time.Now(),
 	})
+}
+
+// openedAt is when the open breaker started its recovery; zero unless open.
+func (b *breaker) openedAt() time.Time {
+	if b.state != messages.BreakerOpen {
+		return time.Time{}
+	}
+	return b.openUntil.Add(-b.cfg.Recovery)
 }

@@ -97,8 +97,8 @@ func TestOpensOnFifthFailure(t *testing.T) {
 		}
 		start := time.Now()
 		v, s := f.fail(false)
-		if !v.Open || v.ConsecutiveFailures != 5 {
-			t.Fatalf("5th verdict %+v, want open with count 5", v)
+		if !v.Open || v.ConsecutiveFailures != 5 || !v.OpenedAt.Equal(start) {
+			t.Fatalf("5th verdict %+v, want open since now with count 5", v)
 		}
 		if s.State != messages.BreakerOpen || !s.OpenUntil.Equal(start.Add(300*time.Second)) || s.Openings != 1 {
 			t.Fatalf("status %+v, want open until start+300s, 1 opening", s)
