@@ -35,5 +35,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzConnectionFrames$$' -fuzztime $(FUZZTIME) ./actors/connection/
 	$(GO) test -run '^$$' -fuzz '^FuzzTunnelFrames$$' -fuzztime $(FUZZTIME) ./supervisor/
 
+## stress: the load test under network faults, 60 s at the high failure rate
+stress:
+	$(GO) run ./cmd/tunnel-stress --failures=high --duration=60
+
 clean:
 	rm -rf $(BIN)

@@ -280,7 +280,15 @@ func (p *proxyCall) finish() {
 	}
 	p.tellDone(true)
 	p.stopUp()
-	_ = p.rc.SetReadDeadline(time.Now())
+	// Only a read of the client's body can outlast stopUp. Once the body
+	// is read to the end, net/http reads the connection in the background
+	// to notice the client leaving, and a deadline would fail that read:
+	// net/http would take the client for gone and cancel the context of
+	// every later request on this keep-alive connection. (A body not read
+	// to the end had its answer sent with Connection: close.)
+	if !p.body.eof.Load() {
+		_ = p.rc.SetReadDeadline(time.Now())
+	}
 	<-p.uploaded
 }
 

@@ -12,17 +12,18 @@
 //	                     direction still flows
 //	Clear()              lifts latency, bandwidth and blackhole
 //
-// Latency, bandwidth and the blackhole are toxiproxy's toxics (latency,
-// bandwidth, timeout 0), run in-process through toxiproxy's toxic chains
-// without its HTTP API. The sockets are the proxy's own: toxiproxy's
-// listener closes both ends as soon as either one closes, which cannot
-// express a half-closed connection, so this package accepts, dials and
-// forwards a FIN as a FIN itself, and resets with SO_LINGER 0 at once
-// rather than at the next byte as toxiproxy's reset_peer does.
+// Latency and bandwidth are toxiproxy's toxics, and the blackhole is its
+// timeout toxic (timeout 0) made safe to remove; they run in-process in
+// toxiproxy's toxic chains, without its HTTP API. The sockets are the
+// proxy's own: toxiproxy's listener closes both ends as soon as either one
+// closes, which cannot express a half-closed connection, so this package
+// accepts, dials and forwards a FIN as a FIN itself, and resets with
+// SO_LINGER 0 at once rather than at the next byte as toxiproxy's
+// reset_peer does.
 //
-// Lifting a blackhole closes the connections it held (toxiproxy's timeout
-// toxic does so when removed): bytes have been lost on them, so no stream
-// protocol could go on. Connections opened later pass untouched.
+// Lifting a blackhole closes the connections it held, as toxiproxy's
+// timeout toxic does: bytes have been lost on them, so no stream protocol
+// could go on. Connections opened later pass untouched.
 //
 // The proxy listens on 127.0.0.1 with a port of its own choosing; a
 // connection whose upstream cannot be reached is closed as soon as it is

@@ -12,6 +12,7 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/Shopify/toxiproxy/v2/stream"
+	"github.com/Shopify/toxiproxy/v2/toxics"
 	"github.com/rs/zerolog"
 	"github.com/rs/zerolog/log"
 )
@@ -20,6 +21,31 @@ func init() {
 	// toxiproxy's bandwidth toxic logs to zerolog's global logger, which
 	// writes every level to stderr.
 	log.Logger = zerolog.Nop()
+	toxics.Register(blackholeType, new(blackholeToxic))
+}
+
+// blackholeType names blackholeToxic in toxiproxy's registry.
+const blackholeType = "faultproxy_blackhole"
+
+// blackholeToxic drops every byte. It is toxiproxy's timeout toxic with
+// timeout 0, less its Cleanup: toxiproxy removes a toxic that has one
+// without rewiring the chain (link.go, RemoveToxic), so a byte arriving just
+// then would block the toxic before it for good, a goroutine leaked. Clear
+// closes the connections instead.
+type blackholeToxic struct{}
+
+func (blackholeToxic) Pipe(stub *toxics.ToxicStub) {
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil {
+				stub.Close()
+				return
+			}
+		}
+	}
 }
 
 // dialTimeout bounds the dial to the upstream of each accepted connection.
@@ -59,10 +85,11 @@ type Proxy struct {
 	accepting sync.WaitGroup // the accept loop
 	links     sync.WaitGroup // one per direction of each connection, until its toxic chain has ended
 
-	mu     sync.Mutex
-	conns  map[*conn]struct{}
-	nextID uint64
-	closed bool
+	mu         sync.Mutex
+	conns      map[*conn]struct{}
+	nextID     uint64
+	blackholed bool
+	closed     bool
 }
 
 // Start listens on 127.0.0.1:0 and forwards every connection to upstream
@@ -116,12 +143,28 @@ func (p *Proxy) LimitBandwidth(bytesPerSecond int64) error {
 // ones, while their sockets stay open; closes still pass. Clear lifts it
 // and closes the connections it held.
 func (p *Proxy) Blackhole() error {
-	return p.setToxic("timeout", map[string]int64{"timeout": 0})
+	if err := p.setToxic(blackholeType, map[string]int64{}); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.blackholed = true
+	p.mu.Unlock()
+	return nil
 }
 
-// Clear lifts every latency, bandwidth limit and blackhole.
+// Clear lifts every latency, bandwidth limit and blackhole. Connections
+// open during a blackhole have lost bytes and are closed.
 func (p *Proxy) Clear() {
 	p.toxics.ResetToxics(context.Background())
+	p.mu.Lock()
+	blackholed := p.blackholed
+	p.blackholed = false
+	p.mu.Unlock()
+	if blackholed {
+		for _, c := range p.open() {
+			c.abort()
+		}
+	}
 }
 
 // ResetConnections resets every open connection: both the client and the

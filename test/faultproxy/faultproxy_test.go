@@ -365,3 +365,30 @@ func TestCloseEndsConnections(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// Lifting a blackhole while bytes keep coming must not leave a goroutine
+// of the toxic chain blocked (goleak checks at the end of the package).
+func TestClearingABlackholeUnderTrafficLeavesNoGoroutine(t *testing.T) {
+	p := start(t, upstream(t, echo))
+	for range 20 {
+		c := dial(t, p)
+		roundTrip(t, c, []byte("up"))
+		writing := make(chan struct{})
+		go func() {
+			defer close(writing)
+			for {
+				if _, err := c.Write([]byte("more bytes")); err != nil {
+					return
+				}
+			}
+		}()
+		go func() { _, _ = io.Copy(io.Discard, c) }()
+		if err := p.Blackhole(); err != nil {
+			t.Fatal(err)
+		}
+		p.Clear()
+		<-writing // Clear closed the connection
+		c.Close()
+	}
+	waitConns(t, p, 0)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,13 +101,11 @@ func (in *injector) inject(ctx context.Context, kind int) error {
 	in.mu.Lock()
 	in.counts[kind]++
 	in.mu.Unlock()
-	if in.trace != nil {
-		fmt.Fprintf(in.trace, "%6.1fs  fault: %s\n", time.Since(in.began).Seconds(), faultNames[kind])
-	}
 	hold := in.between(time.Second, 3*time.Second)
 	switch kind {
 	case faultLatency:
 		latency := in.between(20*time.Millisecond, 100*time.Millisecond)
+		in.note(kind, "%v each way for %v", latency.Round(time.Millisecond), hold.Round(time.Millisecond))
 		if err := in.proxy.AddLatency(latency); err != nil {
 			return err
 		}
@@ -114,15 +113,19 @@ func (in *injector) inject(ctx context.Context, kind int) error {
 		in.proxy.Clear()
 	case faultBandwidth:
 		rate := 256_000 + in.rng.Int64N(768_000)
+		in.note(kind, "%d KB/s each way for %v", rate/1000, hold.Round(time.Millisecond))
 		if err := in.proxy.LimitBandwidth(rate); err != nil {
 			return err
 		}
 		sleep(ctx, hold)
 		in.proxy.Clear()
 	case faultReset:
+		in.note(kind, "")
 		in.proxy.ResetConnections()
 	case faultHalfClose:
-		in.proxy.HalfClose(faultproxy.Direction(in.rng.IntN(2)))
+		dir := faultproxy.Direction(in.rng.IntN(2))
+		in.note(kind, "%s", dir)
+		in.proxy.HalfClose(dir)
 	case faultBlackhole:
 		return in.blackhole(ctx)
 	case faultRelayRestart:
@@ -131,15 +134,25 @@ func (in *injector) inject(ctx context.Context, kind int) error {
 	return nil
 }
 
+// note tells the trace of a fault as it begins.
+func (in *injector) note(kind int, format string, args ...any) {
+	if in.trace != nil {
+		what := strings.TrimSpace(faultNames[kind] + " " + fmt.Sprintf(format, args...))
+		fmt.Fprintf(in.trace, "%6.1fs  fault: %s\n", time.Since(in.began).Seconds(), what)
+	}
+}
+
 // blackhole holds a blackhole past the time the heartbeat needs to catch
 // it, then lifts it, and records whether and when it was caught.
 func (in *injector) blackhole(ctx context.Context) error {
+	bound := in.cfg.HeartbeatTimeout + in.cfg.HeartbeatInterval
+	hold := bound + in.between(500*time.Millisecond, 2*time.Second)
+	in.note(faultBlackhole, "for %v", hold.Round(time.Millisecond))
 	start := time.Now()
 	if err := in.proxy.Blackhole(); err != nil {
 		return err
 	}
-	bound := in.cfg.HeartbeatTimeout + in.cfg.HeartbeatInterval
-	sleep(ctx, bound+in.between(500*time.Millisecond, 2*time.Second))
+	sleep(ctx, hold)
 	end := time.Now()
 	in.proxy.Clear()
 	in.mon.reachable(time.Now())
@@ -160,17 +173,19 @@ func (in *injector) blackhole(ctx context.Context) error {
 }
 
 // restartRelay closes the relay and starts it again on the same port after
-// a while. The public front goes down with it, and with nobody to answer
-// there is nothing to count: new requests wait at the gate, and those in
-// flight finish first (Close lets them).
+// a while, often long enough for the breaker to open. The public front goes
+// down with it, and with nobody to answer there is nothing to count: the
+// gate lets the requests in flight end first, and holds new ones until the
+// relay is back.
 func (in *injector) restartRelay(ctx context.Context) error {
+	down := in.between(500*time.Millisecond, 3500*time.Millisecond)
 	in.gate.Lock()
 	defer in.gate.Unlock()
+	in.note(faultRelayRestart, "down for %v", down.Round(time.Millisecond))
 	if err := in.relay.close(); err != nil {
 		return err
 	}
-	// Long enough, often, for the breaker to open.
-	sleep(ctx, in.between(500*time.Millisecond, 3500*time.Millisecond))
+	sleep(ctx, down)
 	if err := in.relay.start(); err != nil {
 		return err
 	}

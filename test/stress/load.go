@@ -84,6 +84,7 @@ func (t *tally) add(r result) {
 // request is one public request and the check of a 200 answer.
 type request struct {
 	method, path string
+	contentType  string
 	body         []byte
 	check        func(h http.Header, body []byte) error
 }
@@ -117,7 +118,7 @@ func pick(rng *rand.Rand) request {
 		for i := range body {
 			body[i] = byte(rng.IntN(256))
 		}
-		return request{method: http.MethodPost, path: "/echo", body: body, check: func(_ http.Header, got []byte) error {
+		return request{method: http.MethodPost, path: "/echo", contentType: "application/octet-stream", body: body, check: func(_ http.Header, got []byte) error {
 			if !bytes.Equal(got, body) {
 				return fmt.Errorf("echo of %d bytes came back as %d different bytes", len(body), len(got))
 			}
@@ -128,7 +129,7 @@ func pick(rng *rand.Rand) request {
 
 func speech(text string) request {
 	body, _ := json.Marshal(map[string]string{"text": text})
-	return request{method: http.MethodPost, path: "/v1/tts", body: body, check: checkWAV}
+	return request{method: http.MethodPost, path: "/v1/tts", contentType: "application/json", body: body, check: checkWAV}
 }
 
 func checkHealth(_ http.Header, body []byte) error {
@@ -173,8 +174,8 @@ func send(client *http.Client, base string, req request) result {
 	if err != nil {
 		return result{verdict: lost, why: "bad_request", detail: err.Error()}
 	}
-	if req.body != nil {
-		hr.Header.Set("Content-Type", "application/json")
+	if req.contentType != "" {
+		hr.Header.Set("Content-Type", req.contentType)
 	}
 	resp, err := client.Do(hr)
 	if err != nil {
@@ -233,8 +234,13 @@ func (l *load) start(seed int64, clients int, guard func(string, func())) {
 	}
 }
 
-// run is one client: it sends requests until stop, and after an error
-// pauses a little, so that an outage is not a busy loop of 503s.
+// failurePause is how long a client waits after a request that did not
+// succeed, as a client backing off would: an outage is not a busy loop of
+// 503s that would swamp the counts.
+const failurePause = 250 * time.Millisecond
+
+// run is one client: it sends requests until stop, pausing up to 20 ms
+// between them, failurePause after one that did not succeed.
 func (l *load) run(rng *rand.Rand) {
 	for {
 		select {
@@ -249,7 +255,7 @@ func (l *load) run(rng *rand.Rand) {
 		l.tally.add(r)
 		pause := time.Duration(rng.IntN(20)) * time.Millisecond
 		if r.verdict != ok {
-			pause = 50 * time.Millisecond
+			pause = failurePause
 		}
 		select {
 		case <-l.stop:

@@ -94,7 +94,7 @@ type Report struct {
 //   - the heap at most 8 MiB above its start, at the end and between the
 //     idle moments before and after the load.
 func (r *Report) Check() []string {
-	var v []string
+	v := []string{}
 	add := func(format string, args ...any) { v = append(v, fmt.Sprintf(format, args...)) }
 	if r.Panics > 0 {
 		add("panics: %d, want 0 %v", r.Panics, r.ActorPanics)

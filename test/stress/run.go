@@ -281,7 +281,7 @@ func (w *world) progress(ctx context.Context, cfg Config, began time.Time, tl *t
 			faults += n
 		}
 		snap := w.mon.snapshot()
-		fmt.Fprintf(cfg.Progress, "%4.0fs  %-15s requests %d: ok %d, failed %d, lost %d  faults %d  reconnects %d  stale %d\n",
+		fmt.Fprintf(cfg.Progress, "%6.1fs  %-15s requests %d: ok %d, failed %d, lost %d  faults %d  reconnects %d  stale %d\n",
 			time.Since(began).Seconds(), w.mon.current(), sent, okN, failedN, lostN, faults, snap.reconnects, snap.stales)
 	}
 }
