@@ -3,14 +3,20 @@ module github.com/enhanced-tunnel/tunnel
 go 1.26.0
 
 require (
+	// Fault injection in tests and tunnel-stress: toxiproxy's toxics used as a library, no server process.
 	github.com/Shopify/toxiproxy/v2 v2.5.0
+	// The actor model the design names.
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
+	// Random 128-bit message ids (PROTOCOL.md asks for UUIDv4-like ids).
 	github.com/google/uuid v1.6.0
 	github.com/gorilla/websocket v1.5.3
 	github.com/prometheus/client_golang v1.25.0
+	// Reading metric values in tests (client_golang's testutil needs more modules).
 	github.com/prometheus/client_model v0.6.3
+	// toxiproxy logs through zerolog; the fault proxy silences it.
 	github.com/rs/zerolog v1.28.0
 	github.com/sirupsen/logrus v1.10.2
+	// Goroutine-leak checks after Stop.
 	go.uber.org/goleak v1.3.0
 )
 
