@@ -65,6 +65,18 @@ func (b *bubble) stop(pid *actor.PID) {
 	synctest.Wait()
 }
 
+// authenticated runs body in a bubble against a connection that has just
+// authenticated, and stops the connection afterwards.
+func authenticated(t *testing.T, body func(t *testing.T, b *bubble, pid *actor.PID)) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		pid := b.spawn()
+		b.expectStates()
+		body(t, b, pid)
+		b.stop(pid)
+	})
+}
+
 // expectStates asserts the four states of a successful attempt, in order,
 // and returns the last.
 func (b *bubble) expectStates() *messages.StateChanged {
@@ -212,10 +224,7 @@ func TestAuthErrorLogsTheRelaysTextAndNeverTheKey(t *testing.T) {
 }
 
 func TestStaleFailsWithNetworkError(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBubble(t)
-		pid := b.spawn()
-		b.expectStates()
+	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
 		b.p.Send(pid, &messages.Stale{SinceAck: 45200 * time.Millisecond})
 		cf, _ := b.expectFailure(pid)
 		if cf.Type != messages.NetworkError || !cf.WasAuthenticated || !errors.Is(cf, connection.ErrStale) {
@@ -224,7 +233,6 @@ func TestStaleFailsWithNetworkError(t *testing.T) {
 		if !strings.Contains(cf.Error(), "45.2s") {
 			t.Fatalf("failure %q does not say how long", cf)
 		}
-		b.stop(pid)
 	})
 }
 
@@ -252,11 +260,7 @@ func TestUnknownTypeIsAnsweredAndConnectionStaysUp(t *testing.T) {
 }
 
 func TestOutboundIsWrittenAndAnswered(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBubble(t)
-		pid := b.spawn()
-		b.expectStates()
-
+	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
 		gone, cancel := context.WithCancel(context.Background())
 		cancel()
 		skipped := outbound(gone, `{"type":"request","message_id":"skipped"}`)
@@ -283,7 +287,6 @@ func TestOutboundIsWrittenAndAnswered(t *testing.T) {
 		if r := <-b.stub.Frames(); !r.Binary || string(r.Data) != string(chunk) {
 			t.Fatalf("third message at the stub = %+v, want the chunk", r)
 		}
-		b.stop(pid)
 	})
 }
 
@@ -315,10 +318,7 @@ func TestOutboundBeforeAuthIsUndeliverable(t *testing.T) {
 }
 
 func TestHeartbeatWrittenAndAckForwarded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBubble(t)
-		pid := b.spawn()
-		b.expectStates()
+	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
 		b.p.Send(pid, &messages.SendHeartbeat{MessageID: "hb-1", Timestamp: 1700000000000})
 		if f := b.stubFrame(wire.TypeHeartbeat).Frame; f.MessageID != "hb-1" || f.Timestamp != 1700000000000 {
 			t.Fatalf("heartbeat at the stub = %+v", f)
@@ -327,15 +327,11 @@ func TestHeartbeatWrittenAndAckForwarded(t *testing.T) {
 		if ack.MessageID != "hb-1" || ack.Timestamp != 1700000000000 || !ack.At.Equal(time.Now()) {
 			t.Fatalf("ack = %+v", ack)
 		}
-		b.stop(pid)
 	})
 }
 
 func TestInboundFramesAndChunksReachTheParent(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBubble(t)
-		pid := b.spawn()
-		b.expectStates()
+	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
 		send := func(f func() error) {
 			t.Helper()
 			if err := f(); err != nil {
@@ -363,15 +359,11 @@ func TestInboundFramesAndChunksReachTheParent(t *testing.T) {
 			t.Fatalf("ack of the relay's heartbeat = %+v", f)
 		}
 		b.p.ExpectNoMsg(time.Minute)
-		b.stop(pid)
 	})
 }
 
 func TestAuthFrameAfterAuthIsProtocolError(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBubble(t)
-		pid := b.spawn()
-		b.expectStates()
+	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
 		if err := b.stub.Send(&wire.Frame{Type: wire.TypeAuthOK, SessionID: "again"}); err != nil {
 			t.Fatal(err)
 		}
@@ -379,15 +371,11 @@ func TestAuthFrameAfterAuthIsProtocolError(t *testing.T) {
 		if cf.Type != messages.ProtocolError || !errors.Is(cf, connection.ErrProtocol) || !cf.WasAuthenticated {
 			t.Fatalf("failure = %v", cf)
 		}
-		b.stop(pid)
 	})
 }
 
 func TestRestartAfterFailureReconnects(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		b := newBubble(t)
-		pid := b.spawn()
-		b.expectStates()
+	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
 		// A failure is a system message and may overtake the states, so the
 		// states are seen before the relay drops the connection.
 		b.stub.DropAll()
@@ -408,7 +396,6 @@ func TestRestartAfterFailureReconnects(t *testing.T) {
 			t.Fatalf("stub saw %d connections, want 2", got)
 		}
 		b.p.ExpectNoMsg(time.Minute)
-		b.stop(pid)
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -29,20 +28,8 @@ type fixture struct {
 }
 
 func run(t *testing.T, cfg health.Config, body func(f *fixture)) {
-	synctest.Test(t, func(t *testing.T) {
-		system := actor.NewActorSystem(probe.Quiet()...)
-		p := probe.New(t, system)
-		p.Wait = time.Hour
-		f := &fixture{t: t, system: system, p: p, pid: p.SpawnChild(health.Props(cfg))}
-		body(f)
-		// A timer that fired just before the end may still be delivering its
-		// message: let it land before the stop, and let the probe hear that
-		// its child terminated before its own cleanup stops it. Either would
-		// otherwise make a dead letter, whose throttle timer outlives the
-		// bubble.
-		synctest.Wait()
-		_ = system.Root.StopFuture(f.pid).Wait()
-		synctest.Wait()
+	probe.BubbleChild(t, health.Props(cfg), func(t *testing.T, system *actor.ActorSystem, p *probe.Probe, pid *actor.PID) {
+		body(&fixture{t: t, system: system, p: p, pid: pid})
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // wait bounds every wait of these tests; they assert outcomes, not timings.
@@ -30,25 +31,12 @@ const (
 
 func startRelay(t *testing.T, change func(*relay.Config)) *relay.Relay {
 	t.Helper()
-	cfg := relay.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AuthToken = defaultKey
-	cfg.Keys = map[string]string{"a": keyA, "b": keyB}
-	if change != nil {
-		change(&cfg)
-	}
-	r, err := relay.Start(cfg)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := r.Close(ctx); err != nil {
-			t.Errorf("Close: %v", err)
+	return harness.StartRelay(t, defaultKey, nil, func(c *relay.Config) {
+		c.Keys = map[string]string{"a": keyA, "b": keyB}
+		if change != nil {
+			change(c)
 		}
 	})
-	return r
 }
 
 func baseURL(r *relay.Relay) string { return "http://" + r.Addr().String() }

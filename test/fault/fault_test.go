@@ -11,6 +11,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 func TestBlackholeIsCaughtByTheHeartbeatAndTheTunnelRecovers(t *testing.T) {
@@ -18,24 +19,24 @@ func TestBlackholeIsCaughtByTheHeartbeatAndTheTunnelRecovers(t *testing.T) {
 	r.waitAuthenticated(1)
 
 	// Counted from here: a loaded machine may have cost a reconnect already.
-	stales, networkErrors := len(r.events.staleTimes()), r.failures(messages.NetworkError)
-	authenticated := r.events.count(messages.Authenticated)
+	stales, networkErrors := len(r.stale.times()), r.failures(messages.NetworkError)
+	authenticated := r.states.Count(messages.Authenticated)
 	began := time.Now()
 	if err := r.proxy.Blackhole(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a stale connection", func() bool { return len(r.events.staleTimes()) > stales })
+	harness.Eventually(t, patience, "a stale connection", func() bool { return len(r.stale.times()) > stales })
 	// The last ack can have come up to one interval before the blackhole.
-	if d := r.events.staleTimes()[stales].Sub(began); d < heartbeatTimeout-heartbeatInterval {
+	if d := r.stale.times()[stales].Sub(began); d < heartbeatTimeout-heartbeatInterval {
 		t.Errorf("stale %v after the blackhole began, sooner than the heartbeat timeout allows", d)
 	}
-	eventually(t, "a NETWORK_ERROR", func() bool { return r.failures(messages.NetworkError) > networkErrors })
+	harness.Eventually(t, patience, "a NETWORK_ERROR", func() bool { return r.failures(messages.NetworkError) > networkErrors })
 	// Attempts into the blackhole get through TCP but no further.
-	eventually(t, "an attempt to time out", func() bool { return r.failures(messages.Timeout) >= 1 })
-	if n := r.events.count(messages.Authenticated); n != authenticated {
+	harness.Eventually(t, patience, "an attempt to time out", func() bool { return r.failures(messages.Timeout) >= 1 })
+	if n := r.states.Count(messages.Authenticated); n != authenticated {
 		t.Fatalf("AUTHENTICATED %d times during the blackhole", n-authenticated)
 	}
-	if n := len(r.events.staleTimes()); n != stales+1 {
+	if n := len(r.stale.times()); n != stales+1 {
 		t.Fatalf("%d stale connections during the blackhole, want 1", n-stales)
 	}
 
@@ -122,9 +123,9 @@ func TestLatencyLeavesTheTunnelUpAndServing(t *testing.T) {
 		requests++
 	}
 	st := r.status()
-	if st.State != messages.Authenticated || r.events.count(messages.Authenticated) != 1 || len(st.Health.FailureTypes) != 0 {
+	if st.State != messages.Authenticated || r.states.Count(messages.Authenticated) != 1 || len(st.Health.FailureTypes) != 0 {
 		t.Fatalf("after %d requests under latency: state %s, AUTHENTICATED %d times, failures %v; want the first connection still up",
-			requests, st.State, r.events.count(messages.Authenticated), st.Health.FailureTypes)
+			requests, st.State, r.states.Count(messages.Authenticated), st.Health.FailureTypes)
 	}
 	if rtt := st.Health.LastHeartbeatRTT; rtt == nil || *rtt < (2*latency).Seconds() {
 		t.Fatalf("last heartbeat round trip %v s, want at least %v", rtt, 2*latency)
@@ -155,11 +156,11 @@ func TestRelayRestartedBehindTheProxyIsReconnected(t *testing.T) {
 	r.waitAuthenticated(1)
 
 	r.closeRelay()
-	eventually(t, "the loss to be a NETWORK_ERROR", func() bool { return r.failures(messages.NetworkError) >= 1 })
+	harness.Eventually(t, patience, "the loss to be a NETWORK_ERROR", func() bool { return r.failures(messages.NetworkError) >= 1 })
 	// The proxy still accepts, but cannot reach the relay: attempt after
 	// attempt fails until the breaker opens.
-	eventually(t, "the breaker to open", func() bool { return r.status().CircuitBreaker.Openings >= 1 })
-	if n := r.events.count(messages.Authenticated); n != 1 {
+	harness.Eventually(t, patience, "the breaker to open", func() bool { return r.status().CircuitBreaker.Openings >= 1 })
+	if n := r.states.Count(messages.Authenticated); n != 1 {
 		t.Fatalf("AUTHENTICATED %d times while the relay was down, want once (before)", n)
 	}
 
@@ -182,7 +183,7 @@ func TestUploadRefusedWhileTheTunnelIsDownLeavesNoDeadConnection(t *testing.T) {
 	if err := r.proxy.Blackhole(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the relay to drop the tunnel", func() bool { return len(r.relayTunnels()) == 0 })
+	harness.Eventually(t, patience, "the relay to drop the tunnel", func() bool { return len(r.relayTunnels()) == 0 })
 	upload := bytes.Repeat([]byte("u"), 96<<10) // over the inline limit: streamed
 	for i := range 50 {
 		resp, err := r.client.Post(r.publicURL("/echo"), "application/octet-stream", bytes.NewReader(upload))

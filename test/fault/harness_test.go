@@ -2,7 +2,6 @@ package fault
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -19,8 +18,8 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
-	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
 	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 	"github.com/enhanced-tunnel/tunnel/test/ttsdemo"
 )
 
@@ -37,62 +36,28 @@ const (
 	retryDelay       = 300 * time.Millisecond
 )
 
-// eventually polls cond every 10 ms until it holds, or fails the test after
-// patience, saying what it waited for.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", patience, what)
-		}
-		<-tick.C
-	}
-}
-
-// recorder keeps the tunnel's state changes and the times of the stale
-// connections its heartbeat caught (from the seed's log line).
-type recorder struct {
+// staleLog keeps the times of the stale connections the tunnel's heartbeat
+// caught (from the seed's log line).
+type staleLog struct {
 	mu     sync.Mutex
-	states []messages.State
 	stales []time.Time
 }
 
-func (r *recorder) stateChanged(s messages.StateChanged) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.states = append(r.states, s.State)
-}
+func (l *staleLog) Levels() []logrus.Level { return logrus.AllLevels }
 
-func (r *recorder) Levels() []logrus.Level { return logrus.AllLevels }
-
-func (r *recorder) Fire(e *logrus.Entry) error {
+func (l *staleLog) Fire(e *logrus.Entry) error {
 	if strings.HasPrefix(e.Message, "Stale connection detected") {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.stales = append(r.stales, e.Time)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.stales = append(l.stales, e.Time)
 	}
 	return nil
 }
 
-func (r *recorder) count(s messages.State) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, st := range r.states {
-		if st == s {
-			n++
-		}
-	}
-	return n
-}
-
-func (r *recorder) staleTimes() []time.Time {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]time.Time(nil), r.stales...)
+func (l *staleLog) times() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.stales...)
 }
 
 // rig is one test's setting: the demo upstream, a relay, the fault proxy in
@@ -105,7 +70,8 @@ type rig struct {
 	relay    *relay.Relay
 	proxy    *faultproxy.Proxy
 	tunnel   *supervisor.Tunnel
-	events   *recorder
+	states   *harness.States
+	stale    *staleLog
 	client   *http.Client
 	// held hears of each /hold request reaching the upstream, which then
 	// answers only when its request is cancelled.
@@ -116,7 +82,7 @@ func newRig(t *testing.T) *rig {
 	t.Helper()
 	r := &rig{
 		t:      t,
-		events: &recorder{},
+		stale:  &staleLog{},
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableCompression: true}},
 		held:   make(chan struct{}, 16),
 	}
@@ -148,14 +114,9 @@ func newRig(t *testing.T) *rig {
 		}
 	})
 
-	fw, err := forward.New(forward.Config{Upstream: r.upstream.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fw.Close)
 	log := logrus.New()
 	log.SetOutput(io.Discard)
-	log.AddHook(r.events)
+	log.AddHook(r.stale)
 	cfg := supervisor.DefaultConfig()
 	cfg.RelayURL = "ws://" + proxy.Addr().String() + "/tunnel"
 	cfg.APIKey = key
@@ -168,22 +129,8 @@ func newRig(t *testing.T) *rig {
 	cfg.BreakerRecovery = time.Second
 	cfg.CloseTimeout = time.Second
 	cfg.Logger = log
-	cfg.OnStateChange = r.events.stateChanged
-	cfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {
-		fw.Handle(ctx, t, msg)
-	}
-	tn, err := supervisor.Start(nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.tunnel = tn
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		defer cancel()
-		if err := tn.Stop(ctx); err != nil {
-			t.Errorf("tunnel Stop: %v", err)
-		}
-	})
+	cfg.OnMessage = harness.Forward(t, r.upstream.URL, nil)
+	r.tunnel, r.states = harness.StartTunnel(t, cfg)
 	return r
 }
 
@@ -199,13 +146,7 @@ func (r *rig) startRelay() {
 	r.relayCfg.Listen = rl.Addr().String()
 }
 
-func (r *rig) closeRelay() {
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	if err := r.relay.Close(ctx); err != nil {
-		r.t.Errorf("relay Close: %v", err)
-	}
-}
+func (r *rig) closeRelay() { harness.CloseRelay(r.t, r.relay) }
 
 func (r *rig) status() messages.Status { return r.tunnel.Status() }
 
@@ -217,10 +158,10 @@ func (r *rig) failures(typ messages.FailureType) int {
 // for the relay to route public requests to it.
 func (r *rig) waitAuthenticated(n int) {
 	r.t.Helper()
-	eventually(r.t, fmt.Sprintf("AUTHENTICATED number %d", n), func() bool {
-		return r.events.count(messages.Authenticated) >= n && r.status().State == messages.Authenticated
+	harness.Eventually(r.t, patience, fmt.Sprintf("AUTHENTICATED number %d", n), func() bool {
+		return r.states.Count(messages.Authenticated) >= n && r.status().State == messages.Authenticated
 	})
-	eventually(r.t, "the relay to list the tunnel", func() bool { return len(r.relayTunnels()) == 1 })
+	harness.Eventually(r.t, patience, "the relay to list the tunnel", func() bool { return len(r.relayTunnels()) == 1 })
 }
 
 // relayTunnels lists the tunnels the relay routes to, from its /health; nil

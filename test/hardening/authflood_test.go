@@ -11,6 +11,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // clock is a hand-moved clock for the relay's auth failure window.
@@ -46,13 +47,13 @@ func TestWrongKeyFloodGets429WhileOthersAreServed(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	r := startRelay(t, func(c *relay.Config) { c.Now = clk.Now })
 	logger, logs := debugLogger()
-	flood := startTunnel(t, tunnelURL(r), wrongKey, "", func(c *supervisor.Config) {
+	flood := startTunnel(t, harness.TunnelURL(r), wrongKey, "", func(c *supervisor.Config) {
 		fastRetry(c)
 		c.Logger = logger
 	})
 
-	eventually(t, "an upgrade refused with 429", func() bool { return logs.count(refusedUpgrade) > 0 })
-	if n := logs.count(refusedKey); n != 20 {
+	harness.Eventually(t, wait, "an upgrade refused with 429", func() bool { return logs.Count(refusedUpgrade) > 0 })
+	if n := logs.Count(refusedKey); n != 20 {
 		t.Fatalf("%d auth_errors before the first 429, want 20", n)
 	}
 	st := flood.Status()
@@ -60,7 +61,7 @@ func TestWrongKeyFloodGets429WhileOthersAreServed(t *testing.T) {
 		t.Fatalf("flooding supervisor: last failure %s, failures %v; want AUTH_FAILURE only", st.Health.LastFailureType, st.Health.FailureTypes)
 	}
 
-	other := startTunnel(t, tunnelURL(r), defaultKey, upstream(t, hello), func(c *supervisor.Config) {
+	other := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, hello), func(c *supervisor.Config) {
 		c.NetDialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext
 	})
 	other.await(messages.Authenticated)
@@ -71,14 +72,14 @@ func TestWrongKeyFloodGets429WhileOthersAreServed(t *testing.T) {
 	if status, _ := get(t, c, publicURL(r)+"/health"); status != http.StatusOK {
 		t.Fatalf("/health during the flood: %d", status)
 	}
-	refused := logs.count(refusedUpgrade)
-	eventually(t, "the flood still refused", func() bool { return logs.count(refusedUpgrade) > refused })
-	if n := logs.count(refusedKey); n != 20 {
+	refused := logs.Count(refusedUpgrade)
+	harness.Eventually(t, wait, "the flood still refused", func() bool { return logs.Count(refusedUpgrade) > refused })
+	if n := logs.Count(refusedKey); n != 20 {
 		t.Fatalf("%d auth_errors while blocked, want still 20", n)
 	}
 
 	clk.add(time.Minute)
-	eventually(t, "the key tried again after the minute", func() bool { return logs.count(refusedKey) > 20 })
+	harness.Eventually(t, wait, "the key tried again after the minute", func() bool { return logs.Count(refusedKey) > 20 })
 	if err := flood.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}

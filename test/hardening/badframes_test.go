@@ -13,6 +13,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/test/hardening"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // wsClient is a supervisor reduced to a WebSocket: it authenticates, then
@@ -91,7 +92,7 @@ func TestRelayAnswersBadFramesFromASupervisor(t *testing.T) {
 		{name: "type in another case", payload: `{"TYPE":"heartbeat","type":"Heartbeat","message_id":"k"}`, errorID: "k"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := dialRelay(t, tunnelURL(r), defaultKey)
+			c := dialRelay(t, harness.TunnelURL(r), defaultKey)
 			c.write(websocket.TextMessage, []byte(tc.payload))
 			c.write(websocket.TextMessage, wire.MustEncode(&wire.Frame{Type: wire.TypeHeartbeat, MessageID: "after"}))
 			f, code := c.next()

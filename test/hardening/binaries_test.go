@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // proc is a running binary whose stderr (JSON logs) the test reads.
@@ -19,7 +20,7 @@ type proc struct {
 	t    *testing.T
 	name string
 	cmd  *exec.Cmd
-	logs *logBuffer
+	logs *harness.LogBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // Wait's result, once done
 
@@ -32,7 +33,7 @@ type proc struct {
 // reaches it.
 func startProc(t *testing.T, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, cmd: exec.Command(bin, args...), logs: &logBuffer{}, done: make(chan struct{})}
+	p := &proc{t: t, name: name, cmd: exec.Command(bin, args...), logs: &harness.LogBuffer{}, done: make(chan struct{})}
 	p.cmd.Env = env
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
@@ -71,7 +72,7 @@ func startProc(t *testing.T, name, bin string, env []string, args ...string) *pr
 func (p *proc) awaitLog(msg string) map[string]any {
 	p.t.Helper()
 	var found map[string]any
-	eventually(p.t, p.name+" logging "+msg, func() bool {
+	harness.Eventually(p.t, wait, p.name+" logging "+msg, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, line := range p.lines {
@@ -133,7 +134,7 @@ func statusOf(t *testing.T, c *http.Client, addr string) binaryStatus {
 // line (at debug level), status and metrics text of the three processes is
 // free of keys, which they got from the environment.
 func TestBinariesOverWSSKeepKeysToThemselves(t *testing.T) {
-	certFile, keyFile, roots := selfSigned(t)
+	certFile, keyFile, roots := harness.SelfSigned(t)
 	up := upstream(t, hello)
 	logFlags := []string{"-log-format", "json", "-log-level", "debug"}
 
@@ -156,7 +157,7 @@ func TestBinariesOverWSSKeepKeysToThemselves(t *testing.T) {
 		append([]string{"-relay-url", "wss://" + addr + "/tunnel", "-tunnel", "b", "-retry-delay", "50ms", "-listen", "127.0.0.1:0"}, logFlags...)...)
 	untrustedAddr, _ := untrusted.awaitLog("Supervisor started")["listen"].(string)
 	c := httpClient(t)
-	eventually(t, "two failed attempts of the untrusted supervisor", func() bool {
+	harness.Eventually(t, wait, "two failed attempts of the untrusted supervisor", func() bool {
 		return statusOf(t, c, untrustedAddr).Health.TotalAttempts >= 2
 	})
 	st := statusOf(t, c, untrustedAddr)
@@ -188,7 +189,7 @@ func TestBinariesOverWSSKeepKeysToThemselves(t *testing.T) {
 		p   *proc
 		msg string
 	}{{relayProc, "Supervisor authenticated"}, {trusted, "Request forwarded"}, {untrusted, "Connection failed"}} {
-		if want.p.logs.count(`"msg":"`+want.msg+`"`) == 0 {
+		if want.p.logs.Count(`"msg":"`+want.msg+`"`) == 0 {
 			t.Errorf("the %s log has no %q", want.p.name, want.msg)
 		}
 	}

@@ -1,14 +1,10 @@
 package hardening_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +13,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
-	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // wait bounds every wait of these tests; over real sockets they assert
@@ -41,88 +37,58 @@ func fastRetry(c *supervisor.Config) {
 
 func startRelay(t *testing.T, change func(*relay.Config)) *relay.Relay {
 	t.Helper()
-	cfg := relay.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
-	cfg.AuthToken = defaultKey
-	cfg.Keys = map[string]string{"b": keyB}
-	if change != nil {
-		change(&cfg)
-	}
-	r, err := relay.Start(cfg)
-	if err != nil {
-		t.Fatalf("relay.Start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := r.Close(ctx); err != nil {
-			t.Errorf("relay Close: %v", err)
+	return harness.StartRelay(t, defaultKey, nil, func(c *relay.Config) {
+		c.Keys = map[string]string{"b": keyB}
+		if change != nil {
+			change(c)
 		}
 	})
-	return r
 }
 
-func tunnelURL(r *relay.Relay) string { return "ws://" + r.Addr().String() + "/tunnel" }
 func publicURL(r *relay.Relay) string { return "http://" + r.Addr().String() }
 
 // tunnel is a supervisor library instance and the state changes it reported.
 type tunnel struct {
 	*supervisor.Tunnel
 	t      *testing.T
-	states chan messages.StateChanged
+	states *harness.States
+	// seen is how many of the state changes await has gone past.
+	seen int
 }
 
 // startTunnel runs a tunnel for the relay at url with key, forwarding
 // requests to upstream (none when empty).
 func startTunnel(t *testing.T, url, key, upstream string, change func(*supervisor.Config)) *tunnel {
 	t.Helper()
-	tu := &tunnel{t: t, states: make(chan messages.StateChanged, 4096)}
 	cfg := supervisor.DefaultConfig()
 	cfg.RelayURL, cfg.APIKey = url, key
-	cfg.OnStateChange = func(s messages.StateChanged) {
-		select {
-		case tu.states <- s:
-		default: // a test that stopped listening must not stall the tunnel
-		}
-	}
 	if upstream != "" {
-		fwd, err := forward.New(forward.Config{Upstream: upstream})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(fwd.Close)
-		cfg.OnMessage = func(ctx context.Context, tun *supervisor.Tunnel, msg *messages.TunnelMessage) {
-			fwd.Handle(ctx, tun, msg)
-		}
+		cfg.OnMessage = harness.Forward(t, upstream, nil)
 	}
 	if change != nil {
 		change(&cfg)
 	}
-	st, err := supervisor.Start(nil, cfg)
-	if err != nil {
-		t.Fatalf("supervisor.Start: %v", err)
-	}
-	tu.Tunnel = st
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := st.Stop(ctx); err != nil {
-			t.Errorf("tunnel Stop: %v", err)
-		}
-	})
-	return tu
+	st, states := harness.StartTunnel(t, cfg)
+	return &tunnel{Tunnel: st, t: t, states: states}
 }
 
 // await returns the next state change to want, skipping others.
 func (tu *tunnel) await(want messages.State) messages.StateChanged {
 	tu.t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	deadline := time.After(wait)
 	for {
-		select {
-		case s := <-tu.states:
+		changes := tu.states.All()
+		for tu.seen < len(changes) {
+			s := changes[tu.seen]
+			tu.seen++
 			if s.State == want {
 				return s
 			}
+		}
+		select {
+		case <-tick.C:
 		case <-deadline:
 			st := tu.Status()
 			tu.t.Fatalf("tunnel never reached %s; it is %s, last failure %s: %s", want, st.State, st.Health.LastFailureType, st.Health.LastError)
@@ -138,21 +104,6 @@ func (tu *tunnel) failure() messages.Status {
 	tu.await(messages.Disconnected)
 	tu.await(messages.Connecting)
 	return tu.Status()
-}
-
-// eventually polls cond until it holds, failing the test after wait.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(wait)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 func httpClient(t *testing.T) *http.Client {
@@ -208,38 +159,9 @@ func upstream(t *testing.T, h http.HandlerFunc) string {
 // hello is an upstream that answers every request with 200 "hello".
 func hello(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hello") }
 
-// logBuffer collects a logger's formatted output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// count is how many lines hold s.
-func (b *logBuffer) count(s string) int {
-	n := 0
-	for _, line := range strings.Split(b.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
 // debugLogger logs everything, as JSON, into a buffer.
-func debugLogger() (*logrus.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func debugLogger() (*logrus.Logger, *harness.LogBuffer) {
+	buf := &harness.LogBuffer{}
 	l := logrus.New()
 	l.SetOutput(buf)
 	l.SetLevel(logrus.DebugLevel)

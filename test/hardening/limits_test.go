@@ -12,6 +12,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // A relay at its session limit closes a new supervisor with 1013, which the
@@ -19,10 +20,10 @@ import (
 // gets in.
 func TestSessionLimitIsANetworkErrorForTheSupervisor(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.MaxSessions = 1 })
-	first := startTunnel(t, tunnelURL(r), defaultKey, "", nil)
+	first := startTunnel(t, harness.TunnelURL(r), defaultKey, "", nil)
 	first.await(messages.Authenticated)
 
-	second := startTunnel(t, tunnelURL(r), keyB, "", func(c *supervisor.Config) {
+	second := startTunnel(t, harness.TunnelURL(r), keyB, "", func(c *supervisor.Config) {
 		fastRetry(c)
 		c.Tunnel = "b"
 	})
@@ -78,7 +79,7 @@ func (h *held) next(t *testing.T) {
 func TestConcurrencyLimitIs503AndTheSupervisorNeverSeesTheExcess(t *testing.T) {
 	h := newHeld()
 	r := startRelay(t, func(c *relay.Config) { c.MaxConcurrent = 2 })
-	tu := startTunnel(t, tunnelURL(r), defaultKey, upstream(t, h.ServeHTTP), nil)
+	tu := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, h.ServeHTTP), nil)
 	tu.await(messages.Authenticated)
 	c := httpClient(t)
 
@@ -137,7 +138,7 @@ func TestBodyAndHeaderLimitsAreEnforcedBeforeTheTunnel(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHeld()
 			r := startRelay(t, func(c *relay.Config) { c.MaxBody, c.MaxHeaderBytes = 1000, 1024 })
-			tu := startTunnel(t, tunnelURL(r), defaultKey, upstream(t, h.ServeHTTP), nil)
+			tu := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, h.ServeHTTP), nil)
 			tu.await(messages.Authenticated)
 			c := httpClient(t)
 
@@ -178,7 +179,7 @@ func TestStreamedBodyOverTheLimitCutsTheUpstreamRequestOff(t *testing.T) {
 		bodyErr <- err
 	})
 	r := startRelay(t, func(c *relay.Config) { c.MaxBody, c.InlineLimit = 1000, 100 })
-	tu := startTunnel(t, tunnelURL(r), defaultKey, up, nil)
+	tu := startTunnel(t, harness.TunnelURL(r), defaultKey, up, nil)
 	tu.await(messages.Authenticated)
 	c := httpClient(t)
 

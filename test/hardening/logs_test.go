@@ -8,6 +8,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // With JSON logs (tunnel-relay -log-format json), the line that says why a
@@ -16,14 +17,14 @@ import (
 func TestRelayJSONLogNamesWhySessionsEnd(t *testing.T) {
 	logger, logs := debugLogger()
 	r := startRelay(t, func(c *relay.Config) { c.Logger = logger })
-	garbage := dialRelay(t, tunnelURL(r), defaultKey)
+	garbage := dialRelay(t, harness.TunnelURL(r), defaultKey)
 	garbage.write(websocket.TextMessage, []byte("{garbage"))
 	garbage.next()
-	gone := dialRelay(t, tunnelURL(r), defaultKey)
+	gone := dialRelay(t, harness.TunnelURL(r), defaultKey)
 	_ = gone.conn.Close()
 
 	causes := map[string]bool{}
-	eventually(t, "two sessions logged as closed", func() bool {
+	harness.Eventually(t, wait, "two sessions logged as closed", func() bool {
 		clear(causes)
 		for _, line := range strings.Split(logs.String(), "\n") {
 			var entry map[string]any

@@ -9,6 +9,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // A WebSocket message over the receiver's read limit, in either direction,
@@ -44,7 +45,7 @@ func TestOversizedFramesEndTheConnectionAsAProtocolError(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startRelay(t, tc.relay)
-			tu := startTunnel(t, tunnelURL(r), defaultKey, "", func(c *supervisor.Config) {
+			tu := startTunnel(t, harness.TunnelURL(r), defaultKey, "", func(c *supervisor.Config) {
 				fastRetry(c)
 				if tc.tunnel != nil {
 					tc.tunnel(c)

@@ -17,6 +17,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
 	"github.com/enhanced-tunnel/tunnel/supervisor/httpapi"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // evidence gathers every text an operator or a client can see, to search
@@ -71,7 +72,7 @@ func TestKeysNeverReachLogsStatusMetricsOrErrors(t *testing.T) {
 		{"key of another tunnel", keyB, "default"},
 		{"key for a tunnel that does not exist", defaultKey, "nonexistent"},
 	} {
-		tu := startTunnel(t, tunnelURL(r), bad.key, "", func(c *supervisor.Config) {
+		tu := startTunnel(t, harness.TunnelURL(r), bad.key, "", func(c *supervisor.Config) {
 			fastRetry(c)
 			c.Tunnel, c.Logger = bad.tunnel, supLogger
 			if c.Tunnel == "" {
@@ -105,7 +106,7 @@ func TestKeysNeverReachLogsStatusMetricsOrErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(fwd.Close)
-	tu := startTunnel(t, tunnelURL(r), defaultKey, "", func(c *supervisor.Config) {
+	tu := startTunnel(t, harness.TunnelURL(r), defaultKey, "", func(c *supervisor.Config) {
 		c.Logger = supLogger
 		c.OnMessage = func(ctx context.Context, tun *supervisor.Tunnel, msg *messages.TunnelMessage) {
 			fwd.Handle(ctx, tun, msg)
@@ -166,12 +167,12 @@ func TestKeysNeverReachLogsStatusMetricsOrErrors(t *testing.T) {
 
 	// The logs must show the session happened, or the search proves nothing.
 	for _, want := range []string{"Authentication failed: Invalid API key", "Tunnel authenticated", "Request forwarded", "Reconnect requested"} {
-		if supLogs.count(want) == 0 {
+		if supLogs.Count(want) == 0 {
 			t.Errorf("the supervisor log has no %q", want)
 		}
 	}
 	for _, want := range []string{"Authentication failed: Invalid API key", "Supervisor authenticated"} {
-		if relayLogs.count(want) == 0 {
+		if relayLogs.Count(want) == 0 {
 			t.Errorf("the relay log has no %q", want)
 		}
 	}

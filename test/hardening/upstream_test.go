@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // junkServer accepts TCP connections on 127.0.0.1, reads each request's
@@ -66,7 +67,7 @@ func TestUpstreamAnsweringGarbageIs502AndTheTunnelStaysUp(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := startRelay(t, nil)
-			tu := startTunnel(t, tunnelURL(r), defaultKey, junkServer(t, tc.junk), nil)
+			tu := startTunnel(t, harness.TunnelURL(r), defaultKey, junkServer(t, tc.junk), nil)
 			tu.await(messages.Authenticated)
 			c := httpClient(t)
 			for i := range 2 {
@@ -102,7 +103,7 @@ func TestPublicClientLeavingMidStreamCancelsTheUpstreamRequest(t *testing.T) {
 		}
 	})
 	r := startRelay(t, nil)
-	tu := startTunnel(t, tunnelURL(r), defaultKey, up, nil)
+	tu := startTunnel(t, harness.TunnelURL(r), defaultKey, up, nil)
 	tu.await(messages.Authenticated)
 
 	c := httpClient(t)

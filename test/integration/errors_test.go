@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // errorOf is the "error" of a JSON error body.
@@ -32,7 +33,7 @@ func TestRequestWithNoTunnelIs503(t *testing.T) {
 func TestUpstreamDownIs502(t *testing.T) {
 	w := newWorld(t)
 	r := w.startRelay("127.0.0.1:0", nil)
-	tn := w.startTunnel(tunnelURL(r), "http://"+freeAddr(t), nil)
+	tn := w.startTunnel(harness.TunnelURL(r), "http://"+freeAddr(t), nil)
 	w.waitConnected(tn, r)
 	code, body := w.get(publicURL(r, "/v1/tts"))
 	if code != http.StatusBadGateway || !strings.HasPrefix(errorOf(t, body), "upstream: ") {

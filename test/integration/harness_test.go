@@ -1,15 +1,12 @@
 package integration
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +15,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
-	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 const (
@@ -29,40 +26,6 @@ const (
 	// only a real failure reaches it.
 	patience = 20 * time.Second
 )
-
-// eventually polls cond every 10 ms until it holds, or fails the test after
-// limit, saying what it waited for.
-func eventually(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", limit, what)
-		}
-		<-tick.C
-	}
-}
-
-// logSink is a log destination shared by the relay and the supervisors of
-// one test, read at the end to look for the key.
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *logSink) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *logSink) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
-}
 
 // newLogger logs everything, at the most verbose level, into sink: a key
 // that slips into any log line at all is caught.
@@ -78,7 +41,7 @@ func newLogger(sink io.Writer) *logrus.Logger {
 // that no secret reached the logs.
 type world struct {
 	t       *testing.T
-	logs    *logSink
+	logs    *harness.LogBuffer
 	client  *http.Client
 	secrets []string
 }
@@ -86,7 +49,7 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	w := &world{
 		t:    t,
-		logs: &logSink{},
+		logs: &harness.LogBuffer{},
 		client: &http.Client{Transport: &http.Transport{
 			DisableCompression:  true, // bodies compared byte for byte
 			MaxIdleConnsPerHost: 256,
@@ -115,30 +78,13 @@ func newWorld(t *testing.T) *world {
 // clean-up closes it otherwise.
 func (w *world) startRelay(listen string, change func(*relay.Config)) *relay.Relay {
 	w.t.Helper()
-	cfg := relay.DefaultConfig()
-	cfg.Listen = listen
-	cfg.AuthToken = testKey
-	cfg.Logger = newLogger(w.logs)
-	if change != nil {
-		change(&cfg)
-	}
-	r, err := relay.Start(cfg)
-	if err != nil {
-		w.t.Fatalf("relay.Start: %v", err)
-	}
-	w.t.Cleanup(func() { closeRelay(w.t, r) })
-	return r
+	return harness.StartRelay(w.t, testKey, newLogger(w.logs), func(c *relay.Config) {
+		c.Listen = listen
+		if change != nil {
+			change(c)
+		}
+	})
 }
-
-func closeRelay(t *testing.T, r *relay.Relay) {
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	if err := r.Close(ctx); err != nil {
-		t.Errorf("relay Close: %v", err)
-	}
-}
-
-func tunnelURL(r *relay.Relay) string { return "ws://" + r.Addr().String() + "/tunnel" }
 
 func publicURL(r *relay.Relay, path string) string { return "http://" + r.Addr().String() + path }
 
@@ -149,49 +95,16 @@ func (w *world) startUpstream(h http.Handler) *httptest.Server {
 	return srv
 }
 
-// stateLog records every state change a tunnel reports, in order.
-type stateLog struct {
-	mu      sync.Mutex
-	changes []messages.StateChanged
-}
-
-func (l *stateLog) add(s messages.StateChanged) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.changes = append(l.changes, s)
-}
-
-func (l *stateLog) all() []messages.StateChanged {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return slices.Clone(l.changes)
-}
-
-func (l *stateLog) count(s messages.State) int {
-	n := 0
-	for _, c := range l.all() {
-		if c.State == s {
-			n++
-		}
-	}
-	return n
-}
-
 // tunnel is a supervisor that forwards to an upstream, as the binary wires it.
 type tunnel struct {
 	*supervisor.Tunnel
-	states *stateLog
+	states *harness.States
 }
 
 // startTunnel starts a supervisor for relayURL forwarding to upstream, with
 // the test delays below unless change says otherwise.
 func (w *world) startTunnel(relayURL, upstream string, change func(*supervisor.Config)) *tunnel {
 	w.t.Helper()
-	fw, err := forward.New(forward.Config{Upstream: upstream, Logger: newLogger(w.logs)})
-	if err != nil {
-		w.t.Fatalf("forward.New: %v", err)
-	}
-	states := &stateLog{}
 	cfg := supervisor.DefaultConfig()
 	cfg.RelayURL = relayURL
 	cfg.APIKey = testKey
@@ -204,35 +117,21 @@ func (w *world) startTunnel(relayURL, upstream string, change func(*supervisor.C
 	cfg.BreakerRecovery = time.Second
 	cfg.CloseTimeout = 2 * time.Second
 	cfg.Logger = newLogger(w.logs)
-	cfg.OnStateChange = states.add
-	cfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {
-		fw.Handle(ctx, t, msg)
-	}
+	cfg.OnMessage = harness.Forward(w.t, upstream, newLogger(w.logs))
 	if change != nil {
 		change(&cfg)
 	}
 	if cfg.APIKey != testKey {
 		w.secrets = append(w.secrets, cfg.APIKey)
 	}
-	t, err := supervisor.Start(nil, cfg)
-	if err != nil {
-		w.t.Fatalf("supervisor.Start: %v", err)
-	}
-	w.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), patience)
-		defer cancel()
-		if err := t.Stop(ctx); err != nil {
-			w.t.Errorf("tunnel Stop: %v", err)
-		}
-		fw.Close()
-	})
+	t, states := harness.StartTunnel(w.t, cfg)
 	return &tunnel{Tunnel: t, states: states}
 }
 
 // waitState waits until the tunnel's status says s.
 func (tn *tunnel) waitState(t *testing.T, s messages.State) {
 	t.Helper()
-	eventually(t, patience, "state "+s.String(), func() bool { return tn.Status().State == s })
+	harness.Eventually(t, patience, "state "+s.String(), func() bool { return tn.Status().State == s })
 }
 
 // waitConnected waits until the tunnel is authenticated and the relay
@@ -240,7 +139,7 @@ func (tn *tunnel) waitState(t *testing.T, s messages.State) {
 func (w *world) waitConnected(tn *tunnel, r *relay.Relay) {
 	w.t.Helper()
 	tn.waitState(w.t, messages.Authenticated)
-	eventually(w.t, patience, "the relay to list the tunnel", func() bool {
+	harness.Eventually(w.t, patience, "the relay to list the tunnel", func() bool {
 		var h struct{ Tunnels []string }
 		code, body := w.get(publicURL(r, "/health"))
 		return code == http.StatusOK && json.Unmarshal(body, &h) == nil && slices.Contains(h.Tunnels, "default")
@@ -279,7 +178,7 @@ func connect(t *testing.T, h http.Handler, changeRelay func(*relay.Config), chan
 	w := newWorld(t)
 	r := w.startRelay("127.0.0.1:0", changeRelay)
 	up := w.startUpstream(h)
-	tn := w.startTunnel(tunnelURL(r), up.URL, changeTunnel)
+	tn := w.startTunnel(harness.TunnelURL(r), up.URL, changeTunnel)
 	w.waitConnected(tn, r)
 	return w, r, tn
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 func TestConcurrentRequestsEachGetTheirOwnAnswer(t *testing.T) {
@@ -179,7 +180,7 @@ func TestSlowClientStallsOnlyItsOwnStream(t *testing.T) {
 	// read, some seconds apart).
 	var mark int64
 	var since time.Time
-	eventually(t, patience, "the slow stream to be held back", func() bool {
+	harness.Eventually(t, patience, "the slow stream to be held back", func() bool {
 		if n := up.written.Load(); since.IsZero() || n > mark+256<<10 {
 			mark, since = n, time.Now()
 			return false
@@ -197,7 +198,7 @@ func TestSlowClientStallsOnlyItsOwnStream(t *testing.T) {
 	}
 	// Heartbeats go on: their round trip is measured again and again.
 	changes := 0
-	eventually(t, patience, "three new heartbeat round trips", func() bool {
+	harness.Eventually(t, patience, "three new heartbeat round trips", func() bool {
 		h := tn.Status().Health
 		if now := (rttSample{h.LastHeartbeatRTT, h.MeanHeartbeatRTT}); now.differs(before) {
 			changes++

@@ -14,6 +14,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/httpapi"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // freeAddr is a loopback address nothing listens on, for a relay that is
@@ -81,14 +82,14 @@ func TestWrongKeyIsAnAuthFailureRetriedAfterTheAuthDelay(t *testing.T) {
 	r := w.startRelay("127.0.0.1:0", nil)
 	up := w.startUpstream(echoUpstream())
 	const authDelay = 300 * time.Millisecond
-	tn := w.startTunnel(tunnelURL(r), up.URL, func(c *supervisor.Config) {
+	tn := w.startTunnel(harness.TunnelURL(r), up.URL, func(c *supervisor.Config) {
 		c.APIKey = "itest-wrong-key-0c8e2f6a9b1d"
 		c.AuthRetryDelay = authDelay
 		c.RetryDelay = 50 * time.Millisecond // must not be the delay used
 		c.BreakerThreshold = 100             // the breaker is another test's business
 	})
 
-	eventually(t, patience, "three auth failures", func() bool {
+	harness.Eventually(t, patience, "three auth failures", func() bool {
 		return tn.Status().Health.FailureTypes[messages.AuthFailure.String()] >= 3
 	})
 	st := tn.Status()
@@ -97,9 +98,9 @@ func TestWrongKeyIsAnAuthFailureRetriedAfterTheAuthDelay(t *testing.T) {
 		t.Errorf("status: connected %v, %d successes, last failure %s, failure types %v; want only auth failures",
 			st.Connected, h.Successes, h.LastFailureType, h.FailureTypes)
 	}
-	gaps, _ := retryGaps(tn.states.all())
+	gaps, _ := retryGaps(tn.states.All())
 	if len(gaps) < 2 {
-		t.Fatalf("%d retries seen in %v, want at least 2", len(gaps), statesOf(tn.states.all()))
+		t.Fatalf("%d retries seen in %v, want at least 2", len(gaps), statesOf(tn.states.All()))
 	}
 	atLeast(t, "retry", gaps, authDelay)
 	if code, _ := w.get(publicURL(r, "/anything")); code != http.StatusServiceUnavailable {
@@ -113,14 +114,14 @@ func TestRelayRestartIsANetworkErrorThenReconnects(t *testing.T) {
 	addr := r1.Addr().String()
 	up := w.startUpstream(echoUpstream())
 	const retry = 300 * time.Millisecond
-	tn := w.startTunnel(tunnelURL(r1), up.URL, func(c *supervisor.Config) {
+	tn := w.startTunnel(harness.TunnelURL(r1), up.URL, func(c *supervisor.Config) {
 		c.RetryDelay = retry
 		c.BreakerThreshold = 100 // however long the relay takes to come back
 	})
 	w.waitConnected(tn, r1)
 
-	closeRelay(t, r1)
-	eventually(t, patience, "a NETWORK_ERROR", func() bool {
+	harness.CloseRelay(t, r1)
+	harness.Eventually(t, patience, "a NETWORK_ERROR", func() bool {
 		return tn.Status().Health.FailureTypes[messages.NetworkError.String()] == 1
 	})
 	r2 := w.startRelay(addr, nil)
@@ -131,9 +132,9 @@ func TestRelayRestartIsANetworkErrorThenReconnects(t *testing.T) {
 		t.Errorf("health: %d successes, %d drops, failure types %v; want 2 successes, 1 drop, 1 NETWORK_ERROR",
 			h.Successes, h.Drops, h.FailureTypes)
 	}
-	gaps, _ := retryGaps(tn.states.all())
+	gaps, _ := retryGaps(tn.states.All())
 	if len(gaps) == 0 {
-		t.Fatalf("no retry seen in %v", statesOf(tn.states.all()))
+		t.Fatalf("no retry seen in %v", statesOf(tn.states.All()))
 	}
 	atLeast(t, "retry", gaps, retry)
 	req, _ := http.NewRequest(http.MethodPost, publicURL(r2, "/echo"), nil)
@@ -180,7 +181,7 @@ func TestAbsentRelayOpensTheBreakerWhichTriesOncePerRecovery(t *testing.T) {
 	}
 
 	// The relay is still away: the one trial fails and the breaker opens again.
-	eventually(t, patience, "the breaker to open a second time", func() bool {
+	harness.Eventually(t, patience, "the breaker to open a second time", func() bool {
 		return tn.Status().CircuitBreaker.Openings == 2
 	})
 	if got := refused(); got != 6 {
@@ -201,8 +202,8 @@ func TestAbsentRelayOpensTheBreakerWhichTriesOncePerRecovery(t *testing.T) {
 		t.Errorf("/health once connected: %d %+v, want 200 healthy", code, h)
 	}
 
-	changes := tn.states.all()
-	if n := tn.states.count(messages.CircuitBreaker); n != 2 {
+	changes := tn.states.All()
+	if n := tn.states.Count(messages.CircuitBreaker); n != 2 {
 		t.Errorf("%d CIRCUIT_BREAKER states in %v, want 2", n, statesOf(changes))
 	}
 	afterFailure, afterBreaker := retryGaps(changes)
@@ -223,7 +224,7 @@ func TestSecondSupervisorTakesTheTunnelOver(t *testing.T) {
 	r := w.startRelay("127.0.0.1:0", nil)
 	up1 := w.startUpstream(named("first"))
 	up2 := w.startUpstream(named("second"))
-	first := w.startTunnel(tunnelURL(r), up1.URL, func(c *supervisor.Config) {
+	first := w.startTunnel(harness.TunnelURL(r), up1.URL, func(c *supervisor.Config) {
 		// Long, so that the first does not take the tunnel back during the test.
 		c.RetryDelay = time.Minute
 	})
@@ -232,9 +233,9 @@ func TestSecondSupervisorTakesTheTunnelOver(t *testing.T) {
 		t.Fatalf("before the takeover: %d %q, want 200 first", code, body)
 	}
 
-	second := w.startTunnel(tunnelURL(r), up2.URL, nil)
+	second := w.startTunnel(harness.TunnelURL(r), up2.URL, nil)
 	second.waitState(t, messages.Authenticated)
-	eventually(t, patience, "the first supervisor to lose its connection", func() bool {
+	harness.Eventually(t, patience, "the first supervisor to lose its connection", func() bool {
 		return first.Status().Health.Drops == 1
 	})
 	if st := first.Status(); st.State != messages.Disconnected || st.Health.FailureTypes[messages.NetworkError.String()] != 1 ||

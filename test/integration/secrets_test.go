@@ -10,6 +10,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/httpapi"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // Every test checks its logs for the key when it ends (see newWorld); this
@@ -18,15 +19,15 @@ import (
 func TestKeyNeverAppearsInLogsStatusOrEndpoints(t *testing.T) {
 	w, r, tn := connect(t, echoUpstream(), nil, nil)
 	const wrongKey = "itest-wrong-key-5b7e1d3f9a2c"
-	wrong := w.startTunnel(tunnelURL(r), "http://127.0.0.1:1", func(c *supervisor.Config) { c.APIKey = wrongKey })
+	wrong := w.startTunnel(harness.TunnelURL(r), "http://127.0.0.1:1", func(c *supervisor.Config) { c.APIKey = wrongKey })
 
 	req, _ := http.NewRequest(http.MethodPost, publicURL(r, "/echo?x=1"), strings.NewReader("hello"))
 	if resp, body, err := w.do(req); err != nil || resp.StatusCode != http.StatusOK || string(body) != "hello" {
 		t.Fatalf("round trip: %v %q %v", resp, body, err)
 	}
 	tn.Reconnect()
-	eventually(t, patience, "the reconnection", func() bool { return tn.Status().Health.Successes == 2 && tn.Status().Connected })
-	eventually(t, patience, "the wrong key to be refused", func() bool {
+	harness.Eventually(t, patience, "the reconnection", func() bool { return tn.Status().Health.Successes == 2 && tn.Status().Connected })
+	harness.Eventually(t, patience, "the wrong key to be refused", func() bool {
 		return wrong.Status().Health.FailureTypes[messages.AuthFailure.String()] >= 1
 	})
 

@@ -13,12 +13,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 // process is a running binary of binDir, its output collected.
 type process struct {
 	cmd    *exec.Cmd
-	logs   *logSink
+	logs   *harness.LogBuffer
 	exited chan struct{} // closed once the process is waited for
 	err    error         // Wait's result, once exited is closed
 }
@@ -27,7 +29,7 @@ type process struct {
 // tunnel's own variables, plus env. The clean-up kills it if it still runs.
 func startBinary(t *testing.T, name string, args, env []string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(filepath.Join(binDir, name), args...), logs: &logSink{}, exited: make(chan struct{})}
+	p := &process{cmd: exec.Command(filepath.Join(binDir, name), args...), logs: &harness.LogBuffer{}, exited: make(chan struct{})}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TUNNEL_") && !strings.HasPrefix(kv, "RELAY_") && !strings.HasPrefix(kv, "AUTH_TOKEN=") {
 			p.cmd.Env = append(p.cmd.Env, kv)
@@ -64,7 +66,7 @@ func startBinary(t *testing.T, name string, args, env []string) *process {
 func (p *process) logField(t *testing.T, msg, field string) string {
 	t.Helper()
 	var value string
-	eventually(t, patience, fmt.Sprintf("the log line %q", msg), func() bool {
+	harness.Eventually(t, patience, fmt.Sprintf("the log line %q", msg), func() bool {
 		sc := bufio.NewScanner(strings.NewReader(p.logs.String()))
 		for sc.Scan() {
 			var line map[string]any
@@ -130,7 +132,7 @@ func TestSIGTERMLetsRequestsInFlightFinish(t *testing.T) {
 			"-log-format", "json", "-log-level", "trace"},
 		[]string{"TUNNEL_API_KEY=" + testKey})
 	supAddr := sup.logField(t, "Supervisor started", "listen")
-	eventually(t, patience, "the supervisor's /health to say connected", func() bool {
+	harness.Eventually(t, patience, "the supervisor's /health to say connected", func() bool {
 		code, _ := w.get("http://" + supAddr + "/health")
 		return code == http.StatusOK
 	})
@@ -153,7 +155,7 @@ func TestSIGTERMLetsRequestsInFlightFinish(t *testing.T) {
 			answers <- a
 		}()
 	}
-	eventually(t, patience, "the upstream to hold every request", func() bool { return held.Load() == inFlight })
+	harness.Eventually(t, patience, "the upstream to hold every request", func() bool { return held.Load() == inFlight })
 
 	if err := sup.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

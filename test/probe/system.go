@@ -40,3 +40,23 @@ func Bubble(t *testing.T, f func(t *testing.T, system *actor.ActorSystem)) {
 		f(t, system)
 	})
 }
+
+// BubbleChild runs body in a testing/synctest bubble with a quiet actor
+// system made inside it, a probe whose waits are in fake time, and props
+// spawned as the probe's child. At the end it lets a timer message that
+// fired just before land, stops the child, and lets the probe hear that
+// its child terminated before its own cleanup stops it: either would
+// otherwise make a dead letter, whose throttle timer outlives the bubble.
+func BubbleChild(t *testing.T, props *actor.Props, body func(t *testing.T, system *actor.ActorSystem, p *Probe, child *actor.PID)) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		system := actor.NewActorSystem(Quiet()...)
+		p := New(t, system)
+		p.Wait = time.Hour
+		child := p.SpawnChild(props)
+		body(t, system, p, child)
+		synctest.Wait()
+		_ = system.Root.StopFuture(child).Wait()
+		synctest.Wait()
+	})
+}
