@@ -1,6 +1,6 @@
 // Package relay is the remote side of the tunnel, as a library: the HTTP
 // front and the root actor of the relay's actors (session, auth, router,
-// in sub-packages that meet only through relaymsg).
+// in sub-packages that meet only through messages/relaymsg).
 //
 // The front serves:
 //

@@ -16,7 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sirupsen/logrus"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 

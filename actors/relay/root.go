@@ -9,9 +9,9 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay/auth"
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/actors/relay/router"
 	"github.com/enhanced-tunnel/tunnel/actors/relay/session"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 )
 
 // openSession asks the root actor to give conn to a new session; it

@@ -13,7 +13,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay/auth"
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
 

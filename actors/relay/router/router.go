@@ -12,7 +12,7 @@ import (
 	"github.com/asynkron/protoactor-go/scheduler"
 	"github.com/sirupsen/logrus"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 

@@ -7,8 +7,8 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/actors/relay/router"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )

@@ -4,8 +4,8 @@ import (
 	"context"
 	"sync"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 )
 
 // outbox is the queue between a session and its writer goroutine. The

@@ -9,8 +9,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/actors/relay/session"
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
