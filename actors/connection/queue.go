@@ -1,6 +1,7 @@
 package connection
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
@@ -26,13 +27,23 @@ type item struct {
 func newQueue() *queue { return &queue{ready: make(chan struct{}, 1)} }
 
 // push appends it and wakes the writer; false once the queue is closed.
+// Own frames go ahead of the callers' frames (behind earlier own frames): a
+// heartbeat must not wait behind megabytes of streamed audio, or a slow link
+// looks stale. Own frames belong to no stream, so no order is broken.
 func (q *queue) push(it item) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return false
 	}
-	q.items = append(q.items, it)
+	at := len(q.items)
+	if it.own {
+		at = 0
+		for at < len(q.items) && q.items[at].own {
+			at++
+		}
+	}
+	q.items = slices.Insert(q.items, at, it)
 	select {
 	case q.ready <- struct{}{}:
 	default:
