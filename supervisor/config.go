@@ -58,10 +58,11 @@ func (p ReconnectPolicy) String() string {
 	return fmt.Sprintf("ReconnectPolicy(%d)", int(p))
 }
 
-// Handler receives every request, cancel-free message the relay sends that
-// is not the answer to a Request of this side. ctx ends when the relay
-// cancels the message (a cancel frame), or when the tunnel stops. The
-// handler runs in its own goroutine; it answers requests with t.Send.
+// Handler receives the relay's requests, and any response or error that is
+// not the answer to one of this side's Request calls. It runs in a goroutine
+// of its own per message and answers requests with t.Send. ctx ends when the
+// relay cancels the request (a cancel frame), when the connection is lost,
+// or when the tunnel stops.
 type Handler func(ctx context.Context, t *Tunnel, msg *messages.TunnelMessage)
 
 // Config configures a tunnel. Start with DefaultConfig and set at least
