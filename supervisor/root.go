@@ -115,12 +115,12 @@ func (r *root) Receive(ctx actor.Context) {
 		if m.State == messages.BreakerHalfOpen && r.awaitingTrial {
 			r.awaitingTrial = false
 			r.log.WithField("state", m.State.String()).Info("Circuit breaker recovery elapsed: one trial connection")
-			r.restartConnection(ctx)
+			r.restartConnection()
 		}
 	case *restartDue:
 		if m.gen == r.restartGen && r.cancelRestart != nil {
 			r.cancelRestart = nil
-			r.restartConnection(ctx)
+			r.restartConnection()
 		}
 	case *messages.GetStatus:
 		ctx.Forward(r.health)
@@ -259,7 +259,7 @@ func (r *root) verdict(ctx actor.Context, v *messages.BreakerVerdict) {
 	r.cancelRestart = scheduler.NewTimerScheduler(ctx).SendOnce(delay, ctx.Self(), &restartDue{gen: r.restartGen})
 }
 
-func (r *root) restartConnection(_ actor.Context) {
+func (r *root) restartConnection() {
 	if r.stopping || !r.failed {
 		return
 	}
@@ -276,7 +276,7 @@ func (r *root) reconnectNow(ctx actor.Context) {
 	if r.failed {
 		r.cancelPendingRestart()
 		r.awaitingTrial = false
-		r.restartConnection(ctx)
+		r.restartConnection()
 		return
 	}
 	if r.replacing {

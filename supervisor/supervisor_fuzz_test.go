@@ -16,6 +16,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/test/fuzzframes"
 	"github.com/enhanced-tunnel/tunnel/test/hardening"
 	"github.com/enhanced-tunnel/tunnel/test/pipenet"
 )
@@ -42,54 +43,42 @@ const (
 // heartbeat the relay sends after them, and nothing failed) or fail with
 // PROTOCOL_ERROR, having closed the connection with 1002 or 1009.
 func FuzzTunnelFrames(f *testing.F) {
-	text := func(s string) []byte { return []byte(s) }
-	chunk := func(id, data string) []byte {
-		b, err := wire.EncodeChunk(id, []byte(data))
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
+	text := fuzzframes.Text
+	chunk := func(id, data string) []byte { return fuzzframes.Chunk(f, id, data) }
+	seeds := []fuzzframes.Pair{
+		{First: chunk(idInbound, "more body"), BinFirst: true, Second: text(`{"type":"stream_end","message_id":"` + idInbound + `"}`)},
+		{First: chunk(idInbound, strings.Repeat("x", 3*fuzzChunk)), BinFirst: true},
+		{First: text(`{"type":"stream_error","message_id":"` + idInbound + `","error":"client left"}`)},
+		{First: text(`{"type":"cancel","message_id":"` + idInbound + `"}`), Second: chunk(idInbound, "late"), BinSecond: true},
+		{First: text(`{"type":"request","message_id":"` + idInbound + `","method":"GET","path":"/"}`)},
+		{First: text(`{"type":"request","message_id":"r2","method":"GET","path":"/","stream":true}`),
+			Second: text(`{"type":"stream_end","message_id":"r2"}`)},
+		{First: text(`{"type":"response","message_id":"` + idPending + `","status":200,"body":"aGk="}`)},
+		{First: text(`{"type":"response","message_id":"` + idPending + `","status":200,"stream":true}`),
+			Second: chunk(idPending, "audio"), BinSecond: true},
+		{First: text(`{"type":"error","message_id":"` + idPending + `","error":"no route"}`)},
+		{First: text(`{"type":"response","message_id":"nobody","status":200}`)},
+		{First: text(`{"type":"error","error":"about nothing"}`)},
+		{First: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":4096}`)},
+		{First: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":-4096}`)},
+		{First: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":9223372036854775807}`),
+			Second: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":9223372036854775807}`)},
+		{First: text(`{"type":"window_update","message_id":"nobody","bytes":10}`)},
+		{First: text(`{"type":"cancel","message_id":"` + idOutbound + `"}`)},
+		{First: chunk("nobody", "x"), BinFirst: true, Second: chunk("nobody", "y"), BinSecond: true},
+		{First: text(`{"type":"stream_end","message_id":"nobody"}`)},
+		{First: text(`{"type":"heartbeat_ack","message_id":"unasked","timestamp":1}`)},
+		{First: text(`{"type":"bogus","message_id":"b"}`)},
+		{First: text(`{"type":"auth_ok","session_id":"again"}`)},
+		{First: text(`{"type":null}`)},
+		{First: text(`{"type":"request","message_id":7}`)},
+		{First: text(`{garbage`)},
+		{First: text("{\"type\":\"request\",\"message_id\":\"\xff\",\"path\":\"/\"}")},
+		{First: text(`{"type":"error","error":"` + strings.Repeat("x", fuzzReadLimit) + `"}`)},
+		{First: []byte{}, BinFirst: true},
+		{First: []byte{9, 'x'}, BinFirst: true},
 	}
-	seeds := []struct {
-		first, second []byte
-		binFirst      bool
-		binSecond     bool
-	}{
-		{first: chunk(idInbound, "more body"), binFirst: true, second: text(`{"type":"stream_end","message_id":"` + idInbound + `"}`)},
-		{first: chunk(idInbound, strings.Repeat("x", 3*fuzzChunk)), binFirst: true},
-		{first: text(`{"type":"stream_error","message_id":"` + idInbound + `","error":"client left"}`)},
-		{first: text(`{"type":"cancel","message_id":"` + idInbound + `"}`), second: chunk(idInbound, "late"), binSecond: true},
-		{first: text(`{"type":"request","message_id":"` + idInbound + `","method":"GET","path":"/"}`)},
-		{first: text(`{"type":"request","message_id":"r2","method":"GET","path":"/","stream":true}`),
-			second: text(`{"type":"stream_end","message_id":"r2"}`)},
-		{first: text(`{"type":"response","message_id":"` + idPending + `","status":200,"body":"aGk="}`)},
-		{first: text(`{"type":"response","message_id":"` + idPending + `","status":200,"stream":true}`),
-			second: chunk(idPending, "audio"), binSecond: true},
-		{first: text(`{"type":"error","message_id":"` + idPending + `","error":"no route"}`)},
-		{first: text(`{"type":"response","message_id":"nobody","status":200}`)},
-		{first: text(`{"type":"error","error":"about nothing"}`)},
-		{first: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":4096}`)},
-		{first: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":-4096}`)},
-		{first: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":9223372036854775807}`),
-			second: text(`{"type":"window_update","message_id":"` + idOutbound + `","bytes":9223372036854775807}`)},
-		{first: text(`{"type":"window_update","message_id":"nobody","bytes":10}`)},
-		{first: text(`{"type":"cancel","message_id":"` + idOutbound + `"}`)},
-		{first: chunk("nobody", "x"), binFirst: true, second: chunk("nobody", "y"), binSecond: true},
-		{first: text(`{"type":"stream_end","message_id":"nobody"}`)},
-		{first: text(`{"type":"heartbeat_ack","message_id":"unasked","timestamp":1}`)},
-		{first: text(`{"type":"bogus","message_id":"b"}`)},
-		{first: text(`{"type":"auth_ok","session_id":"again"}`)},
-		{first: text(`{"type":null}`)},
-		{first: text(`{"type":"request","message_id":7}`)},
-		{first: text(`{garbage`)},
-		{first: text("{\"type\":\"request\",\"message_id\":\"\xff\",\"path\":\"/\"}")},
-		{first: text(`{"type":"error","error":"` + strings.Repeat("x", fuzzReadLimit) + `"}`)},
-		{first: []byte{}, binFirst: true},
-		{first: []byte{9, 'x'}, binFirst: true},
-	}
-	for _, s := range seeds {
-		f.Add(s.first, s.binFirst, s.second, s.binSecond)
-	}
+	fuzzframes.AddSeeds(f, seeds)
 	f.Fuzz(func(t *testing.T, first []byte, binFirst bool, second []byte, binSecond bool) {
 		synctest.Test(t, func(t *testing.T) {
 			fz := startFuzzTunnel(t)

@@ -11,6 +11,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/connection"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
+	"github.com/enhanced-tunnel/tunnel/test/fuzzframes"
 	"github.com/enhanced-tunnel/tunnel/test/hardening"
 	"github.com/enhanced-tunnel/tunnel/test/pipenet"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
@@ -22,51 +23,39 @@ import (
 // them) or fail with PROTOCOL_ERROR, having closed the connection with 1002
 // (malformed) or 1009 (over the read limit).
 func FuzzConnectionFrames(f *testing.F) {
-	text := func(s string) []byte { return []byte(s) }
-	chunk := func(id, data string) []byte {
-		b, err := wire.EncodeChunk(id, []byte(data))
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
+	text := fuzzframes.Text
+	chunk := func(id, data string) []byte { return fuzzframes.Chunk(f, id, data) }
+	seeds := []fuzzframes.Pair{
+		{First: text(`{"type":"request","message_id":"r1","method":"POST","path":"/v1/tts","body":"aGk="}`)},
+		{First: text(`{"type":"request","message_id":"r1","stream":true}`), Second: chunk("r1", "audio"), BinSecond: true},
+		{First: text(`{"type":"response","message_id":"nobody","status":200}`)},
+		{First: text(`{"type":"error","message_id":"nobody","error":"x"}`)},
+		{First: text(`{"type":"cancel","message_id":"r1"}`)},
+		{First: text(`{"type":"stream_end","message_id":"r1"}`)},
+		{First: text(`{"type":"stream_error","message_id":"r1","error":"x"}`)},
+		{First: text(`{"type":"window_update","message_id":"nobody","bytes":-1}`)},
+		{First: text(`{"type":"heartbeat","message_id":"h","timestamp":-9223372036854775808}`)},
+		{First: text(`{"type":"heartbeat_ack","message_id":"h","timestamp":1}`)},
+		{First: text(`{"type":"bogus","message_id":"b1"}`), Second: text(`{"type":"bogus"}`)},
+		{First: text(`{"type":"auth_ok","session_id":"again"}`)},
+		{First: text(`{"type":"auth_error","error":"late"}`)},
+		{First: text(`{"type":"auth","api_key":"k"}`)},
+		{First: text(`{"type":"","message_id":"x"}`)},
+		{First: text(`{"type":["request"]}`)},
+		{First: text(`{"type":"request","headers":{"A":[1]}}`)},
+		{First: text(`{"type":"request","body":"%%%"}`)},
+		{First: text(`{"type":"request","status":1e400}`)},
+		{First: text(`{garbage`)},
+		{First: text(`"just a string"`)},
+		{First: text("{\"type\":\"heartbeat\",\"message_id\":\"\xc3\x28\"}")},
+		{First: text("\xc3\x28")},
+		{First: text(`{"type":"error","error":"` + strings.Repeat("x", readLimit) + `"}`)},
+		{First: []byte{}},
+		{First: []byte{}, BinFirst: true},
+		{First: []byte{5, 'a'}, BinFirst: true},
+		{First: chunk("unknown", ""), BinFirst: true},
 	}
-	seeds := []struct {
-		first, second []byte
-		binFirst      bool
-		binSecond     bool
-	}{
-		{first: text(`{"type":"request","message_id":"r1","method":"POST","path":"/v1/tts","body":"aGk="}`)},
-		{first: text(`{"type":"request","message_id":"r1","stream":true}`), second: chunk("r1", "audio"), binSecond: true},
-		{first: text(`{"type":"response","message_id":"nobody","status":200}`)},
-		{first: text(`{"type":"error","message_id":"nobody","error":"x"}`)},
-		{first: text(`{"type":"cancel","message_id":"r1"}`)},
-		{first: text(`{"type":"stream_end","message_id":"r1"}`)},
-		{first: text(`{"type":"stream_error","message_id":"r1","error":"x"}`)},
-		{first: text(`{"type":"window_update","message_id":"nobody","bytes":-1}`)},
-		{first: text(`{"type":"heartbeat","message_id":"h","timestamp":-9223372036854775808}`)},
-		{first: text(`{"type":"heartbeat_ack","message_id":"h","timestamp":1}`)},
-		{first: text(`{"type":"bogus","message_id":"b1"}`), second: text(`{"type":"bogus"}`)},
-		{first: text(`{"type":"auth_ok","session_id":"again"}`)},
-		{first: text(`{"type":"auth_error","error":"late"}`)},
-		{first: text(`{"type":"auth","api_key":"k"}`)},
-		{first: text(`{"type":"","message_id":"x"}`)},
-		{first: text(`{"type":["request"]}`)},
-		{first: text(`{"type":"request","headers":{"A":[1]}}`)},
-		{first: text(`{"type":"request","body":"%%%"}`)},
-		{first: text(`{"type":"request","status":1e400}`)},
-		{first: text(`{garbage`)},
-		{first: text(`"just a string"`)},
-		{first: text("{\"type\":\"heartbeat\",\"message_id\":\"\xc3\x28\"}")},
-		{first: text("\xc3\x28")},
-		{first: text(`{"type":"error","error":"` + strings.Repeat("x", readLimit) + `"}`)},
-		{first: []byte{}},
-		{first: []byte{}, binFirst: true},
-		{first: []byte{5, 'a'}, binFirst: true},
-		{first: chunk("unknown", ""), binFirst: true},
-	}
-	for _, s := range seeds {
-		f.Add(s.first, s.binFirst, s.second, s.binSecond)
-	}
+	fuzzframes.AddSeeds(f, seeds)
 	f.Fuzz(func(t *testing.T, first []byte, binFirst bool, second []byte, binSecond bool) {
 		probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
 			n := pipenet.New()

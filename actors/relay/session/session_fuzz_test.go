@@ -12,6 +12,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay/session"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
+	"github.com/enhanced-tunnel/tunnel/test/fuzzframes"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
 
@@ -36,59 +37,47 @@ const (
 // connection with a protocol close code: 1002 for a malformed frame, 1009
 // for one over the read limit.
 func FuzzSessionFrames(f *testing.F) {
-	text := func(s string) []byte { return []byte(s) }
-	chunk := func(id, data string) []byte {
-		b, err := wire.EncodeChunk(id, []byte(data))
-		if err != nil {
-			f.Fatal(err)
-		}
-		return b
+	text := fuzzframes.Text
+	chunk := func(id, data string) []byte { return fuzzframes.Chunk(f, id, data) }
+	seeds := []fuzzframes.Pair{
+		{First: text(`{"type":"heartbeat","message_id":"h1","timestamp":1}`)},
+		{First: text(`{"type":"response","message_id":"` + idWaiting + `","status":200,"body":"aGk="}`)},
+		{First: text(`{"type":"response","message_id":"` + idWaiting + `","status":200,"stream":true}`),
+			Second: chunk(idWaiting, "abc"), BinSecond: true},
+		{First: text(`{"type":"response","message_id":"` + idStreamed + `","status":500}`)},
+		{First: chunk(idStreamed, "audio"), BinFirst: true, Second: text(`{"type":"stream_end","message_id":"` + idStreamed + `"}`)},
+		{First: chunk(idStreamed, strings.Repeat("x", 2*fuzzWindow)), BinFirst: true},
+		{First: text(`{"type":"stream_error","message_id":"` + idStreamed + `","error":"upstream died"}`)},
+		{First: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":1024}`)},
+		{First: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":-5}`)},
+		{First: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":9223372036854775807}`),
+			Second: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":9223372036854775807}`)},
+		{First: text(`{"type":"window_update","message_id":"nobody","bytes":10}`)},
+		{First: text(`{"type":"error","message_id":"` + idWaiting + `","error":"no"}`)},
+		{First: text(`{"type":"cancel","message_id":"` + idUpload + `"}`), Second: chunk(idUpload, "late"), BinSecond: true},
+		{First: text(`{"type":"cancel","message_id":"` + idStreamed + `"}`)},
+		{First: text(`{"type":"request","message_id":"r1","method":"GET","path":"/"}`), Second: chunk("r1", "body"), BinSecond: true},
+		{First: text(`{"type":"auth","api_key":"again"}`)},
+		{First: text(`{"type":"auth_ok","session_id":"s"}`)},
+		{First: text(`{"type":"bogus","message_id":"u1"}`), Second: text(`{"type":"bogus","message_id":"u1"}`)},
+		{First: text(`{"type":"","message_id":"u1"}`)},
+		{First: text(`{"type":5}`)},
+		{First: text(`{"type":"response","message_id":"` + idWaiting + `","status":"200"}`)},
+		{First: text(`{"type":"response","message_id":"` + idWaiting + `","body":"not base64!"}`)},
+		{First: text(`{"type":"response","message_id":"` + idWaiting + `","headers":{"A":"b"}}`)},
+		{First: text(`[1,2,3]`)},
+		{First: text(`null`)},
+		{First: text(`{garbage`)},
+		{First: text("{\"type\":\"heartbeat\",\"message_id\":\"\xff\xfe\"}")},
+		{First: text("\xff{\"type\":\"heartbeat\"}")},
+		{First: text(`{"type":"heartbeat","type":"bogus"}`)},
+		{First: text(`{"type":"heartbeat","pad":"` + strings.Repeat("a", fuzzReadLimit) + `"}`)},
+		{First: []byte{}, BinFirst: true},
+		{First: []byte{0}, BinFirst: true},
+		{First: []byte{200, 'a'}, BinFirst: true},
+		{First: []byte{}},
 	}
-	seeds := []struct {
-		first, second []byte
-		binFirst      bool
-		binSecond     bool
-	}{
-		{first: text(`{"type":"heartbeat","message_id":"h1","timestamp":1}`)},
-		{first: text(`{"type":"response","message_id":"` + idWaiting + `","status":200,"body":"aGk="}`)},
-		{first: text(`{"type":"response","message_id":"` + idWaiting + `","status":200,"stream":true}`),
-			second: chunk(idWaiting, "abc"), binSecond: true},
-		{first: text(`{"type":"response","message_id":"` + idStreamed + `","status":500}`)},
-		{first: chunk(idStreamed, "audio"), binFirst: true, second: text(`{"type":"stream_end","message_id":"` + idStreamed + `"}`)},
-		{first: chunk(idStreamed, strings.Repeat("x", 2*fuzzWindow)), binFirst: true},
-		{first: text(`{"type":"stream_error","message_id":"` + idStreamed + `","error":"upstream died"}`)},
-		{first: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":1024}`)},
-		{first: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":-5}`)},
-		{first: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":9223372036854775807}`),
-			second: text(`{"type":"window_update","message_id":"` + idUpload + `","bytes":9223372036854775807}`)},
-		{first: text(`{"type":"window_update","message_id":"nobody","bytes":10}`)},
-		{first: text(`{"type":"error","message_id":"` + idWaiting + `","error":"no"}`)},
-		{first: text(`{"type":"cancel","message_id":"` + idUpload + `"}`), second: chunk(idUpload, "late"), binSecond: true},
-		{first: text(`{"type":"cancel","message_id":"` + idStreamed + `"}`)},
-		{first: text(`{"type":"request","message_id":"r1","method":"GET","path":"/"}`), second: chunk("r1", "body"), binSecond: true},
-		{first: text(`{"type":"auth","api_key":"again"}`)},
-		{first: text(`{"type":"auth_ok","session_id":"s"}`)},
-		{first: text(`{"type":"bogus","message_id":"u1"}`), second: text(`{"type":"bogus","message_id":"u1"}`)},
-		{first: text(`{"type":"","message_id":"u1"}`)},
-		{first: text(`{"type":5}`)},
-		{first: text(`{"type":"response","message_id":"` + idWaiting + `","status":"200"}`)},
-		{first: text(`{"type":"response","message_id":"` + idWaiting + `","body":"not base64!"}`)},
-		{first: text(`{"type":"response","message_id":"` + idWaiting + `","headers":{"A":"b"}}`)},
-		{first: text(`[1,2,3]`)},
-		{first: text(`null`)},
-		{first: text(`{garbage`)},
-		{first: text("{\"type\":\"heartbeat\",\"message_id\":\"\xff\xfe\"}")},
-		{first: text("\xff{\"type\":\"heartbeat\"}")},
-		{first: text(`{"type":"heartbeat","type":"bogus"}`)},
-		{first: text(`{"type":"heartbeat","pad":"` + strings.Repeat("a", fuzzReadLimit) + `"}`)},
-		{first: []byte{}, binFirst: true},
-		{first: []byte{0}, binFirst: true},
-		{first: []byte{200, 'a'}, binFirst: true},
-		{first: []byte{}},
-	}
-	for _, s := range seeds {
-		f.Add(s.first, s.binFirst, s.second, s.binSecond)
-	}
+	fuzzframes.AddSeeds(f, seeds)
 	f.Fuzz(func(t *testing.T, first []byte, binFirst bool, second []byte, binSecond bool) {
 		probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
 			cfg := session.DefaultConfig()
