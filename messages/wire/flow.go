@@ -8,12 +8,57 @@ import (
 	"io"
 	"math"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrWindowExceeded is returned by StreamReader.Push when the sender has more
 // chunk bytes in flight than the receiver granted. The peer ignores flow
 // control, which the receiver treats as a protocol error.
 var ErrWindowExceeded = errors.New("wire: stream window exceeded")
+
+// ErrBudgetExceeded is returned by StreamReader.Push when the budget the
+// reader shares with others is spent and this reader already holds
+// unread bytes: its consumer is behind, and the receiver gives the stream up
+// rather than let many slow consumers add up.
+var ErrBudgetExceeded = errors.New("wire: buffer budget exceeded")
+
+// Budget bounds the bytes that many StreamReaders buffer together, besides
+// each one's window. It is safe for concurrent use.
+//
+// A reader whose buffer is empty may always take a chunk, even over the
+// budget: its consumer keeps up, and refusing it would punish the fast for
+// the slow. A reader that still holds unread bytes is refused once the
+// budget is spent. So the budget is exceeded by at most one chunk per stream
+// in flight, and only streams whose consumers lag are cut.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a budget of limit bytes.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// Used is how many bytes the readers sharing b hold now.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+// take counts n more bytes, unless force is false and they do not fit.
+func (b *Budget) take(n int64, force bool) bool {
+	if force {
+		b.used.Add(n)
+		return true
+	}
+	for {
+		used := b.used.Load()
+		if used+n > b.limit {
+			return false
+		}
+		if b.used.CompareAndSwap(used, used+n) {
+			return true
+		}
+	}
+}
+
+func (b *Budget) release(n int64) { b.used.Add(-n) }
 
 // SendWindow is a stream sender's credit of chunk bytes: it starts at the
 // initial window and grows with each window_update. It is safe for concurrent
@@ -119,6 +164,8 @@ type StreamReader struct {
 	end     error     // io.EOF after Finish, the failure after Fail
 	closed  bool
 	grant   func(n int64)
+	budget  *Budget // shared with other readers; nil: none
+	held    int64   // bytes in chunks, counted against budget
 }
 
 // NewStreamReader returns the reader of a stream whose sender starts with
@@ -129,10 +176,18 @@ func NewStreamReader(window int64, grant func(n int64)) *StreamReader {
 	return r
 }
 
+// Share makes r count its buffered bytes against b (see Budget) and returns
+// r. Call it before the first Push.
+func (r *StreamReader) Share(b *Budget) *StreamReader {
+	r.budget = b
+	return r
+}
+
 // Push adds a copy of one chunk to the buffer. It returns an error wrapping
 // ErrWindowExceeded, and keeps nothing, if the chunk is larger than the
-// credit the sender has left. After Finish, Fail or Close the chunk is
-// dropped without error.
+// credit the sender has left, and one wrapping ErrBudgetExceeded if the
+// shared budget is spent while r still holds unread bytes. After Finish,
+// Fail or Close the chunk is dropped without error.
 func (r *StreamReader) Push(chunk []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -141,6 +196,12 @@ func (r *StreamReader) Push(chunk []byte) error {
 	}
 	if int64(len(chunk)) > r.credit {
 		return fmt.Errorf("%w: %d byte chunk with %d bytes of credit", ErrWindowExceeded, len(chunk), r.credit)
+	}
+	if r.budget != nil {
+		if !r.budget.take(int64(len(chunk)), r.held == 0) {
+			return fmt.Errorf("%w: %d bytes unread in this stream, %d in all", ErrBudgetExceeded, r.held, r.budget.Used())
+		}
+		r.held += int64(len(chunk))
 	}
 	r.credit -= int64(len(chunk))
 	r.chunks = append(r.chunks, bytes.Clone(chunk))
@@ -204,6 +265,7 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 		}
 	}
 	r.drained += int64(n)
+	r.unhold(int64(n))
 	var grant int64
 	if r.end == nil && r.drained >= r.batch {
 		// Count the credit before the window_update leaves, so that chunks
@@ -225,8 +287,17 @@ func (r *StreamReader) Close() error {
 	defer r.mu.Unlock()
 	r.closed = true
 	r.chunks = nil
+	r.unhold(r.held)
 	r.arrived.Broadcast()
 	return nil
+}
+
+// unhold gives n buffered bytes back to the budget; r.mu is held.
+func (r *StreamReader) unhold(n int64) {
+	if r.budget != nil && n > 0 {
+		r.held -= n
+		r.budget.release(n)
+	}
 }
 
 // SendStream sends body as the stream messageID: it reads up to chunkSize

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Frame types of the protocol. Any other type is unknown: the receiver
@@ -75,6 +77,23 @@ type Frame struct {
 	Stream    bool                `json:"stream,omitempty"`
 	Bytes     int64               `json:"bytes,omitempty"`
 	Error     string              `json:"error,omitempty"`
+}
+
+// MaxExcerpt is the most bytes of one frame field that Excerpt keeps.
+const MaxExcerpt = 64
+
+// Excerpt returns s fit to be logged: at most MaxExcerpt bytes of it, cut on
+// a character boundary and marked with the length it had. A peer decides
+// what its frames hold, and one frame must not be able to fill a log.
+func Excerpt(s string) string {
+	if len(s) <= MaxExcerpt {
+		return s
+	}
+	cut := MaxExcerpt
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d bytes)", strings.ToValidUTF8(s[:cut], "?"), len(s))
 }
 
 // Known reports whether t is one of the protocol's frame types.
