@@ -10,6 +10,8 @@ require (
 	// Random 128-bit message ids (PROTOCOL.md asks for UUIDv4-like ids).
 	github.com/google/uuid v1.6.0
 	github.com/gorilla/websocket v1.5.3
+	// The relay reads the PROXY protocol (v1 and v2) from trusted load balancers.
+	github.com/pires/go-proxyproto v0.15.0
 	github.com/prometheus/client_golang v1.25.0
 	// Reading metric values in tests (client_golang's testutil needs more modules).
 	github.com/prometheus/client_model v0.6.3
@@ -18,6 +20,8 @@ require (
 	github.com/sirupsen/logrus v1.10.2
 	// Goroutine-leak checks after Stop.
 	go.uber.org/goleak v1.3.0
+	// Token buckets: the relay's per-address upgrade rate.
+	golang.org/x/time v0.16.0
 )
 
 require (

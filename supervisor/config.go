@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -136,6 +138,23 @@ func DefaultConfig() Config {
 		ChunkSize:          wire.DefaultChunkLimit,
 		Window:             wire.DefaultWindow,
 	}
+}
+
+// KeyInClear reports whether the API key would cross the network
+// unencrypted: a ws:// RelayURL to a host that is not loopback. Start warns
+// then; it still connects, since a TLS terminator may stand on the same
+// host or network path.
+func (c Config) KeyInClear() bool {
+	u, err := url.Parse(c.RelayURL)
+	if err != nil || u.Scheme != "ws" {
+		return false
+	}
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return false
+	}
+	ip, err := netip.ParseAddr(host)
+	return err != nil || !ip.IsLoopback()
 }
 
 // ErrInvalidConfig is wrapped by every error Validate returns.

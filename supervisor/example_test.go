@@ -17,8 +17,8 @@ import (
 // running in the same process.
 func ExampleStart() {
 	rcfg := relay.DefaultConfig()
-	rcfg.Listen = "127.0.0.1:0"
-	rcfg.AuthToken = "example-key"
+	rcfg.Listen, rcfg.AdminListen = "127.0.0.1:0", ""
+	rcfg.AuthToken = "example-key-ZXhhbXBsZSBrZXk"
 	r, err := relay.Start(rcfg)
 	if err != nil {
 		fmt.Println(err)
@@ -29,7 +29,7 @@ func ExampleStart() {
 	up := make(chan struct{})
 	cfg := supervisor.DefaultConfig()
 	cfg.RelayURL = "ws://" + r.Addr().String() + "/tunnel"
-	cfg.APIKey = "example-key"
+	cfg.APIKey = "example-key-ZXhhbXBsZSBrZXk"
 	cfg.OnStateChange = func(s messages.StateChanged) {
 		if s.State == messages.Authenticated {
 			close(up)
@@ -84,8 +84,8 @@ func ExampleDefaultConfig() {
 // with an error frame.
 func ExampleTunnel_Request() {
 	rcfg := relay.DefaultConfig()
-	rcfg.Listen = "127.0.0.1:0"
-	rcfg.AuthToken = "example-key"
+	rcfg.Listen, rcfg.AdminListen = "127.0.0.1:0", ""
+	rcfg.AuthToken = "example-key-ZXhhbXBsZSBrZXk"
 	r, err := relay.Start(rcfg)
 	if err != nil {
 		fmt.Println(err)
@@ -95,7 +95,7 @@ func ExampleTunnel_Request() {
 
 	cfg := supervisor.DefaultConfig()
 	cfg.RelayURL = "ws://" + r.Addr().String() + "/tunnel"
-	cfg.APIKey = "example-key"
+	cfg.APIKey = "example-key-ZXhhbXBsZSBrZXk"
 	t, err := supervisor.Start(nil, cfg)
 	if err != nil {
 		fmt.Println(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,11 @@ func Start(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.KeyInClear() {
+		u, _ := url.Parse(cfg.RelayURL)
+		cfg.Logger.WithFields(logrus.Fields{"actor": "tunnel", "tunnel": cfg.Tunnel, "relay_host": u.Host}).
+			Warn("Relay URL is ws:// to a host that is not loopback: the API key travels in clear; use wss://")
 	}
 	t := &Tunnel{
 		cfg:        cfg,

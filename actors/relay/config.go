@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -18,36 +19,76 @@ import (
 const (
 	// DefaultListen is the address the relay listens on: 127.0.0.1:8080.
 	DefaultListen = "127.0.0.1:8080"
-	// DefaultMaxSessions is how many supervisor connections the relay
-	// holds; one more is closed with 1013: 10000.
+	// DefaultAdminListen is the address of /health and /metrics:
+	// 127.0.0.1:9091, apart from the public listener.
+	DefaultAdminListen = "127.0.0.1:9091"
+	// DefaultMaxSessions is how many authenticated supervisor connections
+	// the relay holds; one more is closed with 1013: 10000.
 	DefaultMaxSessions = 10000
+	// DefaultMaxPending is how many connections that have not
+	// authenticated yet the relay holds in all: 1000. A newer one makes
+	// the oldest leave (1013).
+	DefaultMaxPending = 1000
+	// DefaultMaxPendingPerAddr is how many of those one client address
+	// may hold: 32. A newer one makes that address's oldest leave.
+	DefaultMaxPendingPerAddr = 32
+	// DefaultMaxConcurrent is how many public requests one tunnel has in
+	// flight, from their arrival to the end of their response: 1024 (503
+	// beyond).
+	DefaultMaxConcurrent = 1024
 	// DefaultMaxBody is the largest public request body: 1 GiB (413 beyond).
 	DefaultMaxBody = 1 << 30
-	// DefaultMaxHeaderBytes is the largest public request header: 1 MiB
-	// (431 beyond).
-	DefaultMaxHeaderBytes = 1 << 20
+	// DefaultMaxHeaderBytes is the largest public request header: 32 KiB
+	// (431 beyond), nginx's default four 8 KiB buffers.
+	DefaultMaxHeaderBytes = 32 << 10
 	// DefaultChunkSize is the chunk size of streamed request bodies: 64 KiB,
 	// small enough that streams and heartbeats interleave finely.
 	DefaultChunkSize = 64 << 10
+	// DefaultBodyTimeout is how long a public client may send nothing of
+	// its request body before it is answered 408: 60 s, as nginx's
+	// client_body_timeout.
+	DefaultBodyTimeout = 60 * time.Second
+	// DefaultSendTimeout is how long a public client may take nothing of
+	// its response before it is cut off: 60 s, as nginx's send_timeout.
+	DefaultSendTimeout = 60 * time.Second
+	// DefaultMaxBuffered is how many bytes of streamed response bodies the
+	// relay buffers for its public clients in all: 256 MiB. Past it, a
+	// stream whose client lags is cut off (see wire.Budget).
+	DefaultMaxBuffered = 256 << 20
+	// DefaultLogRate is how many lines of one message the relay logs per
+	// second; the rest are counted in the next line's "suppressed": 10.
+	DefaultLogRate = 10
 )
 
 // Config configures a relay. Start with DefaultConfig and set at least one
 // key (AuthToken, KeysFile or Keys).
 type Config struct {
-	// Listen is the TCP address of the HTTP front. Default DefaultListen;
-	// "127.0.0.1:0" picks a free port (see Relay.Addr).
+	// Listen is the TCP address of the public front: /tunnel and the
+	// tunnels. Default DefaultListen; "127.0.0.1:0" picks a free port (see
+	// Relay.Addr).
 	Listen string
+	// AdminListen is the TCP address of /health and /metrics, which say
+	// which tunnels exist and are up, and so are not public. Default
+	// DefaultAdminListen; empty serves no admin endpoints.
+	AdminListen string
 
 	// AuthToken is the API key of the tunnel "default".
 	AuthToken string
 	// KeysFile names a file of "name key" lines (see auth.ParseKeys).
 	KeysFile string
 	// Keys maps more tunnel names to their keys. The three sources are
-	// merged; a tunnel named twice is an error.
+	// merged; a tunnel named twice is an error. Every key needs
+	// auth.MinKeyBits (128) of entropy (see auth.KeyBits).
 	Keys map[string]string
 
 	// RequestTimeout bounds the wait for a response frame: 60 s (504 beyond).
 	RequestTimeout time.Duration
+	// BodyTimeout bounds the wait for each read of a public request body:
+	// DefaultBodyTimeout (60 s; 408 beyond).
+	BodyTimeout time.Duration
+	// SendTimeout bounds each write of a response to a public client:
+	// DefaultSendTimeout (60 s; the connection is cut beyond).
+	SendTimeout time.Duration
 	// AuthTimeout bounds the wait for a valid auth frame: 10 s.
 	AuthTimeout time.Duration
 	// HeartbeatTimeout drops a supervisor that sent nothing for it: 30 s.
@@ -57,17 +98,29 @@ type Config struct {
 	// WriteTimeout bounds each write to a supervisor: 10 s.
 	WriteTimeout time.Duration
 
-	// MaxSessions, default DefaultMaxSessions (10000).
+	// MaxSessions authenticated sessions, default DefaultMaxSessions (10000).
 	MaxSessions int
-	// MaxConcurrent requests per tunnel: 1024 (503 beyond).
+	// MaxPending unauthenticated connections, default DefaultMaxPending
+	// (1000), and MaxPendingPerAddr of them per client address, default
+	// DefaultMaxPendingPerAddr (32).
+	MaxPending, MaxPendingPerAddr int
+	// MaxConcurrent public requests per tunnel, from their arrival to the
+	// end of their response: 1024 (503 beyond).
 	MaxConcurrent int
 	// MaxBody, default DefaultMaxBody (1 GiB).
 	MaxBody int64
-	// MaxHeaderBytes, default DefaultMaxHeaderBytes (1 MiB).
+	// MaxHeaderBytes, default DefaultMaxHeaderBytes (32 KiB).
 	MaxHeaderBytes int
-	// ReadLimit is the largest WebSocket message from a supervisor:
-	// wire.DefaultReadLimit (16 MiB; 1009 beyond).
+	// ReadLimit is the largest WebSocket message from an authenticated
+	// supervisor: wire.DefaultReadLimit (16 MiB; 1009 beyond).
 	ReadLimit int64
+	// AuthReadLimit is the largest WebSocket message before auth_ok:
+	// session.DefaultAuthReadLimit (4 KiB; 1009 beyond).
+	AuthReadLimit int64
+	// MaxReplyQueue bounds the bytes of answers waiting for one
+	// supervisor's socket: session.DefaultMaxReplyQueue (1 MiB); a
+	// supervisor that does not read is dropped.
+	MaxReplyQueue int
 	// InlineLimit is the largest request body sent inline:
 	// wire.DefaultInlineLimit (64 KiB); larger ones are streamed.
 	InlineLimit int
@@ -76,18 +129,42 @@ type Config struct {
 	ChunkSize int
 	// Window is the flow-control window of each stream: wire.DefaultWindow (1 MiB).
 	Window int64
+	// MaxBuffered bounds the response bytes buffered for all public
+	// clients together: DefaultMaxBuffered (256 MiB).
+	MaxBuffered int64
 
-	// MaxAuthFailures wrong keys from one address within AuthFailureWindow
-	// get its upgrades answered 429 until the window has passed: 20 in 1 minute.
+	// MaxAuthFailures auth failures (wrong keys, auth timeouts) from one
+	// address within AuthFailureWindow make its next wrong keys wait their
+	// turn, one per AuthFailureWindow/MaxAuthFailures: 20 in 1 minute. A
+	// right key is answered at once.
 	MaxAuthFailures   int
 	AuthFailureWindow time.Duration
+	// UpgradeRate and UpgradeBurst bound the WebSocket upgrades of one
+	// address (429 beyond): auth.DefaultUpgradeRate (10 per second) and
+	// auth.DefaultUpgradeBurst (50).
+	UpgradeRate  float64
+	UpgradeBurst int
+
+	// TrustedProxies are the networks of the proxies in front of the relay
+	// (a load balancer): from them, and only from them, the client address
+	// is read from X-Forwarded-For, and their X-Forwarded-*, Forwarded
+	// headers are kept. Empty: the client is the TCP peer.
+	TrustedProxies []netip.Prefix
+	// ProxyProtocol makes connections from TrustedProxies start with a
+	// PROXY protocol header (v1 or v2) that names the client; a header
+	// from any other peer is refused.
+	ProxyProtocol bool
 
 	// TLSCertFile and TLSKeyFile, both set, serve HTTPS and wss://.
 	TLSCertFile, TLSKeyFile string
 
-	// Logger receives the relay's logs; nil discards them. Keys are never logged.
+	// Logger receives the relay's logs; nil discards them. Keys are never
+	// logged.
 	Logger *logrus.Logger
-	// Now is the clock of the auth failure window; nil means time.Now.
+	// LogRate is how many lines of one message are logged per second, the
+	// rest counted: DefaultLogRate (10); 0 logs every line.
+	LogRate int
+	// Now is the clock of the per-address limits; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -95,21 +172,32 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Listen:            DefaultListen,
+		AdminListen:       DefaultAdminListen,
 		RequestTimeout:    router.DefaultRequestTimeout,
+		BodyTimeout:       DefaultBodyTimeout,
+		SendTimeout:       DefaultSendTimeout,
 		AuthTimeout:       session.DefaultAuthTimeout,
 		HeartbeatTimeout:  session.DefaultHeartbeatTimeout,
 		PingInterval:      session.DefaultPingInterval,
 		WriteTimeout:      session.DefaultWriteTimeout,
 		MaxSessions:       DefaultMaxSessions,
-		MaxConcurrent:     router.DefaultMaxConcurrent,
+		MaxPending:        DefaultMaxPending,
+		MaxPendingPerAddr: DefaultMaxPendingPerAddr,
+		MaxConcurrent:     DefaultMaxConcurrent,
 		MaxBody:           DefaultMaxBody,
 		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ReadLimit:         wire.DefaultReadLimit,
+		AuthReadLimit:     session.DefaultAuthReadLimit,
+		MaxReplyQueue:     session.DefaultMaxReplyQueue,
 		InlineLimit:       wire.DefaultInlineLimit,
 		ChunkSize:         DefaultChunkSize,
 		Window:            wire.DefaultWindow,
+		MaxBuffered:       DefaultMaxBuffered,
 		MaxAuthFailures:   auth.DefaultMaxFailures,
 		AuthFailureWindow: auth.DefaultFailureWindow,
+		UpgradeRate:       auth.DefaultUpgradeRate,
+		UpgradeBurst:      auth.DefaultUpgradeBurst,
+		LogRate:           DefaultLogRate,
 	}
 }
 
@@ -119,8 +207,30 @@ func (c Config) Validate() error {
 	if c.Listen == "" {
 		return errors.New("relay: Listen is empty")
 	}
-	if c.MaxSessions < 1 {
-		return fmt.Errorf("relay: MaxSessions must be at least 1, got %d", c.MaxSessions)
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"MaxSessions", c.MaxSessions}, {"MaxPending", c.MaxPending}, {"MaxPendingPerAddr", c.MaxPendingPerAddr}, {"MaxConcurrent", c.MaxConcurrent}} {
+		if n.v < 1 {
+			return fmt.Errorf("relay: %s must be at least 1, got %d", n.name, n.v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"BodyTimeout", c.BodyTimeout}, {"SendTimeout", c.SendTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("relay: %s must be positive, got %v", d.name, d.v)
+		}
+	}
+	if c.MaxBuffered < 1 {
+		return fmt.Errorf("relay: MaxBuffered must be positive, got %d", c.MaxBuffered)
+	}
+	if c.LogRate < 0 {
+		return fmt.Errorf("relay: LogRate must not be negative, got %d", c.LogRate)
+	}
+	if c.ProxyProtocol && len(c.TrustedProxies) == 0 {
+		return errors.New("relay: ProxyProtocol needs TrustedProxies: the header is read from them only")
 	}
 	if c.MaxBody < 0 {
 		return fmt.Errorf("relay: MaxBody must not be negative, got %d", c.MaxBody)
@@ -189,15 +299,21 @@ func (c Config) sessionConfig() session.Config {
 		PingInterval:     c.PingInterval,
 		WriteTimeout:     c.WriteTimeout,
 		ReadLimit:        c.ReadLimit,
+		AuthReadLimit:    c.AuthReadLimit,
+		MaxReplyQueue:    c.MaxReplyQueue,
 		Window:           c.Window,
 		Logger:           c.Logger,
 	}
 }
 
 func (c Config) routerConfig() router.Config {
-	return router.Config{RequestTimeout: c.RequestTimeout, MaxConcurrent: c.MaxConcurrent, Logger: c.Logger}
+	return router.Config{RequestTimeout: c.RequestTimeout, Logger: c.Logger}
 }
 
 func (c Config) authConfig() auth.Config {
-	return auth.Config{MaxFailures: c.MaxAuthFailures, FailureWindow: c.AuthFailureWindow, Now: c.Now, Logger: c.Logger}
+	return auth.Config{
+		MaxFailures: c.MaxAuthFailures, FailureWindow: c.AuthFailureWindow,
+		UpgradeRate: c.UpgradeRate, UpgradeBurst: c.UpgradeBurst,
+		Now: c.Now, Logger: c.Logger,
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
-	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 // ask sends msg to the root actor and waits for the answer of type T.
@@ -28,17 +26,6 @@ func ask[T any](r *Relay, msg any) (T, error) {
 		return zero, fmt.Errorf("relay: unexpected answer %T", res)
 	}
 	return answer, nil
-}
-
-// clientIP is the address a request came from: the TCP peer. Headers such
-// as X-Forwarded-For are ignored, since anyone can set them and the auth
-// failure limit must not be dodged with them.
-func clientIP(req *http.Request) string {
-	host, _, err := net.SplitHostPort(req.RemoteAddr)
-	if err != nil {
-		return req.RemoteAddr
-	}
-	return host
 }
 
 func writeError(w http.ResponseWriter, status int, text string) {
@@ -62,17 +49,19 @@ func (r *Relay) serveHealth(w http.ResponseWriter) {
 }
 
 // serveTunnel upgrades a supervisor's connection and hands it to a new
-// session. Addresses that sent too many wrong keys lately get 429 first.
+// session. An address that upgrades faster than its rate gets 429 first.
 func (r *Relay) serveTunnel(w http.ResponseWriter, req *http.Request) {
-	addr := clientIP(req)
+	client, _ := r.proxies.client(req)
+	addr := source(client, req.RemoteAddr)
 	verdict, err := ask[*relaymsg.AddressVerdict](r, &relaymsg.CheckAddress{Addr: addr})
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "relay not responding")
 		return
 	}
 	if verdict.Blocked {
+		r.metrics.upgrades.WithLabelValues("rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(verdict.RetryAfter.Seconds()))))
-		writeError(w, http.StatusTooManyRequests, "too many invalid API keys from this address; retry later")
+		writeError(w, http.StatusTooManyRequests, "too many connections from this address; retry later")
 		return
 	}
 	conn, err := r.upgrader.Upgrade(w, req, nil)
@@ -81,9 +70,9 @@ func (r *Relay) serveTunnel(w http.ResponseWriter, req *http.Request) {
 		r.log.WithFields(logrus.Fields{"remote_addr": addr, "error": err}).Debug("WebSocket upgrade failed")
 		return
 	}
-	opened, err := ask[*sessionOpened](r, &openSession{conn: conn, addr: addr})
-	if err != nil || !opened.ok {
-		refuse(conn, wire.CloseTryAgainLater, "relay at its session limit")
+	r.metrics.upgrades.WithLabelValues("accepted").Inc()
+	if _, err := ask[*sessionOpened](r, &openSession{conn: conn, addr: addr}); err != nil {
+		refuse(conn, websocket.CloseGoingAway, "relay shutting down")
 	}
 }
 

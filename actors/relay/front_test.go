@@ -24,7 +24,7 @@ import (
 
 func health(t *testing.T, r *relay.Relay) (status string, tunnels []string) {
 	t.Helper()
-	resp, err := httpClient(t).Get(baseURL(r) + "/health")
+	resp, err := httpClient(t).Get(adminURL(r) + "/health")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestMetricsCountSessionsFailuresRequestsAndBytes(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
-	resp, err := c.Get(baseURL(r) + "/metrics")
+	resp, err := c.Get(adminURL(r) + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,10 @@ func TestMetricsCountSessionsFailuresRequestsAndBytes(t *testing.T) {
 	text, _ := io.ReadAll(resp.Body)
 	for _, want := range []string{
 		"tunnel_relay_sessions 1",
-		"tunnel_relay_auth_failures_total 1",
+		`tunnel_relay_auth_failures_total{reason="invalid_key"} 1`,
+		`tunnel_relay_upgrades_total{result="accepted"} 2`,
+		"tunnel_relay_unauthenticated_connections 0",
+		"tunnel_relay_buffered_bytes 0",
 		`tunnel_relay_requests_total{code="200",tunnel="default"} 1`,
 		`tunnel_relay_requests_total{code="503",tunnel="a"} 1`,
 		`tunnel_relay_requests_total{code="503",tunnel="_other"} 1`,
@@ -127,7 +130,7 @@ func TestTLSServesWSS(t *testing.T) {
 
 func TestConfigValidation(t *testing.T) {
 	keysFile := filepath.Join(t.TempDir(), "keys")
-	if err := os.WriteFile(keysFile, []byte("# tunnels\na key-a\ndefault key-d\n"), 0o600); err != nil {
+	if err := os.WriteFile(keysFile, []byte("# tunnels\na "+keyA+"\ndefault "+defaultKey+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -135,16 +138,21 @@ func TestConfigValidation(t *testing.T) {
 		change func(*relay.Config)
 		err    string
 	}{
-		{"token only", func(c *relay.Config) { c.AuthToken = "k" }, ""},
+		{"token only", func(c *relay.Config) { c.AuthToken = defaultKey }, ""},
 		{"keys file", func(c *relay.Config) { c.KeysFile = keysFile }, ""},
 		{"no key", func(*relay.Config) {}, "no API keys"},
-		{"default twice", func(c *relay.Config) { c.KeysFile, c.AuthToken = keysFile, "k" }, `tunnel "default"`},
-		{"shared key", func(c *relay.Config) { c.AuthToken, c.Keys = "k", map[string]string{"x": "k"} }, "share one key"},
-		{"missing keys file", func(c *relay.Config) { c.AuthToken, c.KeysFile = "k", keysFile+".gone" }, "no such file"},
-		{"bad name", func(c *relay.Config) { c.Keys = map[string]string{"a/b": "k"} }, "invalid tunnel name"},
-		{"cert without key", func(c *relay.Config) { c.AuthToken, c.TLSCertFile = "k", "cert.pem" }, "go together"},
-		{"zero timeout", func(c *relay.Config) { c.AuthToken, c.RequestTimeout = "k", 0 }, "RequestTimeout"},
-		{"huge chunks", func(c *relay.Config) { c.AuthToken, c.ChunkSize = "k", 1<<20 }, "ChunkSize"},
+		{"weak key", func(c *relay.Config) { c.AuthToken = "key-d" }, `the key of tunnel "default" is too weak`},
+		{"default twice", func(c *relay.Config) { c.KeysFile, c.AuthToken = keysFile, keyB }, `tunnel "default"`},
+		{"shared key", func(c *relay.Config) { c.AuthToken, c.Keys = keyB, map[string]string{"x": keyB} }, "share one key"},
+		{"missing keys file", func(c *relay.Config) { c.AuthToken, c.KeysFile = keyB, keysFile+".gone" }, "no such file"},
+		{"bad name", func(c *relay.Config) { c.Keys = map[string]string{"a/b": keyB} }, "invalid tunnel name"},
+		{"cert without key", func(c *relay.Config) { c.AuthToken, c.TLSCertFile = keyB, "cert.pem" }, "go together"},
+		{"zero timeout", func(c *relay.Config) { c.AuthToken, c.RequestTimeout = keyB, 0 }, "RequestTimeout"},
+		{"zero body timeout", func(c *relay.Config) { c.AuthToken, c.BodyTimeout = keyB, 0 }, "BodyTimeout"},
+		{"no pending room", func(c *relay.Config) { c.AuthToken, c.MaxPendingPerAddr = keyB, 0 }, "MaxPendingPerAddr"},
+		{"auth read limit over the read limit", func(c *relay.Config) { c.AuthToken, c.AuthReadLimit = keyB, 32<<20 }, "AuthReadLimit"},
+		{"PROXY protocol from nobody", func(c *relay.Config) { c.AuthToken, c.ProxyProtocol = keyB, true }, "TrustedProxies"},
+		{"huge chunks", func(c *relay.Config) { c.AuthToken, c.ChunkSize = keyB, 1<<20 }, "ChunkSize"},
 	} {
 		cfg := relay.DefaultConfig()
 		tc.change(&cfg)
@@ -155,7 +163,7 @@ func TestConfigValidation(t *testing.T) {
 		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
 			t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.err)
 		}
-		if err != nil && (strings.Contains(err.Error(), "key-a") || strings.Contains(err.Error(), "key-d")) {
+		if err != nil && (strings.Contains(err.Error(), keyA) || strings.Contains(err.Error(), keyB) || strings.Contains(err.Error(), "key-d")) {
 			t.Errorf("%s: error quotes a key: %v", tc.name, err)
 		}
 	}
@@ -165,7 +173,7 @@ func TestConfigValidation(t *testing.T) {
 func TestCloseStopsEverything(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	cfg := relay.DefaultConfig()
-	cfg.Listen, cfg.AuthToken = "127.0.0.1:0", defaultKey
+	cfg.Listen, cfg.AdminListen, cfg.AuthToken = "127.0.0.1:0", "127.0.0.1:0", defaultKey
 	r, err := relay.Start(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +196,9 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := r.Close(ctx); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, err := http.Get(baseURL(r) + "/health"); err == nil {
-		t.Fatal("relay still answers after Close")
+	for _, url := range []string{baseURL(r) + "/x", adminURL(r) + "/health"} {
+		if _, err := http.Get(url); err == nil {
+			t.Fatalf("relay still answers %s after Close", url)
+		}
 	}
 }

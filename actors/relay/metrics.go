@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 // otherTunnel labels requests for tunnel names no key opens, so that random
@@ -19,7 +21,10 @@ const clientGone = 499
 type metrics struct {
 	registry     *prometheus.Registry
 	sessions     prometheus.Gauge
-	authFailures prometheus.Counter
+	pending      prometheus.Gauge
+	evicted      *prometheus.CounterVec
+	authFailures *prometheus.CounterVec
+	upgrades     *prometheus.CounterVec
 	requests     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
 	bytesIn      prometheus.Counter
@@ -27,15 +32,24 @@ type metrics struct {
 	tunnels      map[string]bool
 }
 
-func newMetrics(tunnels map[string]string) *metrics {
+func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "tunnel_relay_sessions", Help: "Open supervisor connections, authenticated or not.",
+			Name: "tunnel_relay_sessions", Help: "Authenticated supervisor connections.",
 		}),
-		authFailures: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "tunnel_relay_auth_failures_total", Help: "Supervisor auth attempts refused for a wrong key.",
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tunnel_relay_unauthenticated_connections", Help: "Supervisor connections not authenticated yet.",
 		}),
+		evicted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_evicted_total", Help: "Unauthenticated connections closed to make room, by the bound reached (address or all).",
+		}, []string{"scope"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_auth_failures_total", Help: "Supervisor auth failures, by reason (invalid_key, key_for_other_tunnel, timeout).",
+		}, []string{"reason"}),
+		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_upgrades_total", Help: "WebSocket upgrade requests to /tunnel, by result (accepted, rate_limited).",
+		}, []string{"result"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tunnel_relay_requests_total", Help: "Public requests by tunnel and HTTP status (499: client left first).",
 		}, []string{"tunnel", "code"}),
@@ -54,7 +68,11 @@ func newMetrics(tunnels map[string]string) *metrics {
 	for name := range tunnels {
 		m.tunnels[name] = true
 	}
-	m.registry.MustRegister(m.sessions, m.authFailures, m.requests, m.latency, m.bytesIn, m.bytesOut,
+	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tunnel_relay_buffered_bytes", Help: "Bytes of streamed responses buffered for public clients.",
+	}, func() float64 { return float64(budget.Used()) })
+	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.latency,
+		m.bytesIn, m.bytesOut, buffered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/textproto"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,10 +29,16 @@ const copyBuffer = 32 << 10
 
 // route picks the tunnel of a public request and the path (with its query)
 // the supervisor sees: /t/{name}/rest goes to tunnel name as /rest,
-// anything else to the default tunnel unchanged.
-func route(req *http.Request) (tunnel, path string) {
-	tunnel, path = wire.DefaultTunnel, req.URL.EscapedPath()
-	if rest, ok := strings.CutPrefix(path, "/t/"); ok {
+// anything else to the default tunnel unchanged. The path is normalised
+// first (see normalPath), so that no dot segment reaches a tunnel or its
+// upstream. ok is false for a request target that is not a path.
+func route(req *http.Request) (tunnel, path string, ok bool) {
+	path, ok = normalPath(req.URL.EscapedPath())
+	if !ok {
+		return "", "", false
+	}
+	tunnel = wire.DefaultTunnel
+	if rest, found := strings.CutPrefix(path, "/t/"); found {
 		if name, tail, _ := strings.Cut(rest, "/"); name != "" {
 			tunnel, path = name, "/"+tail
 		}
@@ -37,7 +46,62 @@ func route(req *http.Request) (tunnel, path string) {
 	if req.URL.RawQuery != "" {
 		path += "?" + req.URL.RawQuery
 	}
-	return tunnel, path
+	return tunnel, path, true
+}
+
+// normalPath normalises an escaped path as RFC 3986 section 6.2.2 says:
+// percent-encoded unreserved characters are decoded (%2E is a dot, %41 an
+// A), then dot segments are removed (section 5.2.4), so that
+// /t/b/../../admin is /admin and /a/%2e%2e/b is /b. Other escapes, %2F among
+// them, stay as they are, and so do repeated slashes. ok is false unless
+// the path starts with a slash (an asterisk, say).
+func normalPath(escaped string) (string, bool) {
+	if !strings.HasPrefix(escaped, "/") {
+		return "", false
+	}
+	segments := strings.Split(decodeUnreserved(escaped)[1:], "/")
+	out := make([]string, 0, len(segments))
+	for i, seg := range segments {
+		last := i == len(segments)-1
+		switch seg {
+		case ".":
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+		default:
+			out = append(out, seg)
+			continue
+		}
+		if last {
+			out = append(out, "") // "/a/b/.." is "/a/": a directory
+		}
+	}
+	return "/" + strings.Join(out, "/"), true
+}
+
+// decodeUnreserved decodes the escapes of unreserved characters (letters,
+// digits, '-', '.', '_', '~') and leaves every other byte as it is.
+func decodeUnreserved(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil && unreserved(byte(c)) {
+				b.WriteByte(byte(c))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 // hopByHop are the headers that describe one connection, not the message,
@@ -65,29 +129,61 @@ func endToEnd(h map[string][]string) http.Header {
 
 // publicBody is a public request body that remembers its read error, to
 // tell a failing client (or a body over the limit) from a failing tunnel,
-// and whether it has been read to the end.
+// and whether it has been read to the end. Each read must bring something
+// within the body timeout: the connection's read deadline is pushed that
+// far before every read, and cleared at the end of the body.
 type publicBody struct {
-	r   io.Reader
-	err error
-	eof atomic.Bool
+	r       io.Reader
+	rc      *http.ResponseController
+	timeout time.Duration
+	err     error
+	eof     atomic.Bool
+
+	mu  sync.Mutex
+	cut bool // cutOff was called: the deadline stays in the past
 }
 
 func (b *publicBody) Read(p []byte) (int, error) {
+	b.arm()
 	n, err := b.r.Read(p)
 	switch {
 	case err == io.EOF:
 		b.eof.Store(true)
+		// net/http goes on reading in the background, to notice the client
+		// leaving; a deadline left behind would take it for gone.
+		b.deadline(time.Time{})
 	case err != nil:
 		b.err = err
 	}
 	return n, err
 }
 
+func (b *publicBody) arm() { b.deadline(time.Now().Add(b.timeout)) }
+
+func (b *publicBody) deadline(t time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.cut {
+		_ = b.rc.SetReadDeadline(t)
+	}
+}
+
+// cutOff makes a read in progress, and every later one, fail at once.
+func (b *publicBody) cutOff() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.cut = true
+	_ = b.rc.SetReadDeadline(time.Now())
+}
+
 // bodyError answers a request whose body could not be read.
-func bodyError(err error, limit int64) (int, string) {
+func bodyError(err error, limit int64, timeout time.Duration) (int, string) {
 	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
+	switch {
+	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", limit)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return http.StatusRequestTimeout, fmt.Sprintf("no request body data for %v", timeout)
 	}
 	return http.StatusBadRequest, "reading the request body: " + err.Error()
 }
@@ -112,16 +208,79 @@ type proxyCall struct {
 
 func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	tunnel, path := route(req)
+	tunnel, path, ok := route(req)
 	p := &proxyCall{r: r, w: w, req: req, rc: http.NewResponseController(w), tunnel: tunnel}
 	defer func() { r.metrics.observe(tunnel, p.status, time.Since(start)) }()
-	p.run(path)
+	switch {
+	case !ok:
+		p.fail(http.StatusBadRequest, "the request target must be a path")
+	case !r.slots.take(tunnel):
+		p.fail(http.StatusServiceUnavailable, r.slots.refusal(tunnel))
+	default:
+		defer r.slots.give(tunnel)
+		p.run(path)
+	}
+}
+
+// slots counts the public requests each tunnel has in flight, from their
+// arrival (before their body is read) to the end of their response.
+type slots struct {
+	limit   int
+	tunnels map[string]string // the tunnels there are: no other name takes a slot
+	mu      sync.Mutex
+	taken   map[string]int
+}
+
+// take takes a slot of tunnel, if it is a tunnel and has one free.
+func (s *slots) take(tunnel string) bool {
+	if _, ok := s.tunnels[tunnel]; !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken[tunnel] >= s.limit {
+		return false
+	}
+	if s.taken == nil {
+		s.taken = make(map[string]int)
+	}
+	s.taken[tunnel]++
+	return true
+}
+
+func (s *slots) give(tunnel string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.taken[tunnel]--; s.taken[tunnel] == 0 {
+		delete(s.taken, tunnel)
+	}
+}
+
+// refusal says why take refused. A name no key opens is answered as a
+// tunnel that is not connected, so that the answers tell no one which
+// tunnels exist.
+func (s *slots) refusal(tunnel string) string {
+	if _, ok := s.tunnels[tunnel]; !ok {
+		return fmt.Sprintf("no tunnel %q connected", wire.Excerpt(tunnel))
+	}
+	return fmt.Sprintf("tunnel %q has too many requests in flight (%d)", tunnel, s.limit)
 }
 
 func (p *proxyCall) fail(status int, text string) {
 	p.status = status
 	p.closeIfUnread()
+	if status == http.StatusRequestTimeout {
+		p.w.Header().Set("Connection", "close")
+	}
+	p.armWrite()
 	writeError(p.w, status, text)
+}
+
+// armWrite gives the next write to the client the send timeout. It is
+// called before every write, so the last deadline also bounds the flush
+// net/http makes once the handler returns.
+func (p *proxyCall) armWrite() {
+	_ = p.rc.SetWriteDeadline(time.Now().Add(p.r.cfg.SendTimeout))
 }
 
 // closeIfUnread tells the client not to reuse the connection when the
@@ -150,10 +309,10 @@ func (p *proxyCall) run(path string) {
 		p.fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", cfg.MaxBody))
 		return
 	}
-	p.body = &publicBody{r: http.MaxBytesReader(p.w, p.req.Body, cfg.MaxBody)}
+	p.body = &publicBody{r: http.MaxBytesReader(p.w, p.req.Body, cfg.MaxBody), rc: p.rc, timeout: cfg.BodyTimeout}
 	inline, stream, err := p.readStart()
 	if err != nil {
-		p.fail(bodyError(err, cfg.MaxBody))
+		p.fail(bodyError(err, cfg.MaxBody, cfg.BodyTimeout))
 		return
 	}
 	p.id = uuid.NewString()
@@ -202,20 +361,70 @@ func (p *proxyCall) readStart() (inline []byte, stream io.Reader, err error) {
 	return nil, io.MultiReader(bytes.NewReader(buf[:n]), p.body), nil
 }
 
+// requestHeaders are the headers the supervisor gets: the client's, less
+// the hop-by-hop ones, with the forwarding headers written by the relay
+// from what it saw. A client's own X-Forwarded-*, Forwarded and X-Real-IP
+// are dropped, since anyone can send them, unless the peer is a trusted
+// proxy, whose headers are kept and extended.
 func (p *proxyCall) requestHeaders() map[string][]string {
 	h := endToEnd(p.req.Header)
-	ip := clientIP(p.req)
-	if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
-		ip = strings.Join(prior, ", ") + ", " + ip
-	}
-	h.Set("X-Forwarded-For", ip)
-	h.Set("X-Forwarded-Host", p.req.Host)
+	client, viaProxy := p.r.proxies.client(p.req)
+	peer := peerAddr(p.req)
 	proto := "http"
 	if p.req.TLS != nil {
 		proto = "https"
 	}
-	h.Set("X-Forwarded-Proto", proto)
+	hop := fmt.Sprintf("for=%s;host=%s;proto=%s", forwardedNode(peer), quote(p.req.Host), proto)
+	if viaProxy {
+		chain := append(forwardedFor(h), peer.String())
+		for i := range chain {
+			chain[i] = strings.TrimSpace(chain[i])
+		}
+		h.Set("X-Forwarded-For", strings.Join(chain, ", "))
+		setIfAbsent(h, "X-Forwarded-Host", p.req.Host)
+		setIfAbsent(h, "X-Forwarded-Proto", proto)
+		if prior := h.Values("Forwarded"); len(prior) > 0 {
+			hop = strings.Join(prior, ", ") + ", " + hop
+		}
+	} else {
+		h.Set("X-Forwarded-For", addrText(client, p.req.RemoteAddr))
+		h.Set("X-Forwarded-Host", p.req.Host)
+		h.Set("X-Forwarded-Proto", proto)
+	}
+	h.Set("Forwarded", hop)
+	h.Set("X-Real-IP", addrText(client, p.req.RemoteAddr))
 	return h
+}
+
+func setIfAbsent(h http.Header, name, value string) {
+	if h.Get(name) == "" {
+		h.Set(name, value)
+	}
+}
+
+// addrText is addr as text, or remote when addr is not an IP address.
+func addrText(addr netip.Addr, remote string) string {
+	if !addr.IsValid() {
+		return remote
+	}
+	return addr.String()
+}
+
+// forwardedNode is addr as a node of a Forwarded header (RFC 7239): an IPv6
+// address in brackets, quoted; "unknown" when addr is not an IP address.
+func forwardedNode(addr netip.Addr) string {
+	switch {
+	case !addr.IsValid():
+		return "unknown"
+	case addr.Is6():
+		return `"[` + addr.String() + `]"`
+	}
+	return addr.String()
+}
+
+// quote is s as an HTTP quoted-string.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // await waits for the exchange's outcome while uploading the body, if it
@@ -229,7 +438,7 @@ func (p *proxyCall) await(ex *relaymsg.Exchange, stream io.Reader) (out relaymsg
 			p.uploaded = nil
 			if err != nil && p.body.err != nil {
 				p.tellDone(true)
-				p.fail(bodyError(p.body.err, p.r.cfg.MaxBody))
+				p.fail(bodyError(p.body.err, p.r.cfg.MaxBody, p.r.cfg.BodyTimeout))
 				return out, false
 			}
 			// Any other upload failure means the tunnel or the exchange
@@ -287,7 +496,7 @@ func (p *proxyCall) finish() {
 	// every later request on this keep-alive connection. (A body not read
 	// to the end had its answer sent with Connection: close.)
 	if !p.body.eof.Load() {
-		_ = p.rc.SetReadDeadline(time.Now())
+		p.body.cutOff()
 	}
 	<-p.uploaded
 }
@@ -316,6 +525,7 @@ func (p *proxyCall) respond(out relaymsg.Outcome) {
 	}
 	p.closeIfUnread()
 	p.status = resp.Status
+	p.armWrite()
 	if out.Body == nil {
 		if len(resp.Body) > 0 {
 			h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
@@ -333,17 +543,26 @@ func (p *proxyCall) respond(out relaymsg.Outcome) {
 
 // stream copies a streamed response body to the client, flushing each
 // piece, at the client's pace: the body's window fills up and the
-// supervisor waits, for this stream only.
+// supervisor waits, for this stream only. A client that takes nothing for
+// the send timeout is cut off, and the supervisor told to cancel.
 func (p *proxyCall) stream(body io.Reader) {
 	buf := make([]byte, copyBuffer)
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
-			if _, werr := p.w.Write(buf[:n]); werr != nil {
+			p.armWrite()
+			_, werr := p.w.Write(buf[:n])
+			if werr == nil {
+				werr = p.rc.Flush()
+			}
+			if werr != nil {
 				p.tellDone(true)
+				if errors.Is(werr, os.ErrDeadlineExceeded) {
+					p.r.log.WithFields(logrus.Fields{"tunnel": p.tunnel, "message_id": p.id, "delay": p.r.cfg.SendTimeout.String()}).
+						Warn("Public client took nothing of its response for the send timeout; cutting it off")
+				}
 				return
 			}
-			_ = p.rc.Flush()
 		}
 		switch {
 		case err == io.EOF:

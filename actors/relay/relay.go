@@ -17,6 +17,8 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 const (
@@ -32,29 +34,35 @@ const (
 	deadLetterThrottle = 100 * time.Millisecond
 )
 
-// Relay is a running relay: the HTTP front on its listener and the actors
-// behind it. Create it with Start and end it with Close.
+// Relay is a running relay: the HTTP front on its listener, the admin
+// endpoints on theirs, and the actors behind them. Create it with Start and
+// end it with Close.
 type Relay struct {
 	cfg      Config
 	log      *logrus.Entry
 	system   *actor.ActorSystem
 	root     *actor.PID
 	metrics  *metrics
+	proxies  proxies
+	slots    slots // public requests in flight per tunnel
 	srv      *http.Server
 	listener net.Listener
+	admin    *http.Server // nil without an admin listener
+	adminLn  net.Listener
 	upgrader websocket.Upgrader
 
 	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
 	handlers  tracker        // HTTP handlers running
 	running   sync.WaitGroup // the sessions' reader and writer goroutines
-	served    chan error     // Serve's result
+	served    chan error     // the Serve results, one per server
 	errorLog  *io.PipeWriter // net/http's error log, into logrus
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// Start validates cfg, starts the actors, listens on cfg.Listen and serves
-// until Close. The error says what is wrong with cfg, or why it cannot listen.
+// Start validates cfg, starts the actors, listens on cfg.Listen (and
+// cfg.AdminListen) and serves until Close. The error says what is wrong
+// with cfg, or why it cannot listen.
 func Start(cfg Config) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -71,22 +79,29 @@ func Start(cfg Config) (*Relay, error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	logger := cfg.Logger
-	if logger == nil {
-		logger = logrus.New()
-		logger.SetOutput(io.Discard)
-	}
+	cfg.Logger = sampled(cfg.Logger, cfg.LogRate)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
+	var adminLn net.Listener
+	if cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("relay: admin listener: %w", err)
+		}
+	}
+	budget := wire.NewBudget(cfg.MaxBuffered)
 	r := &Relay{
 		cfg:      cfg,
-		log:      logger.WithField("actor", "relay"),
-		metrics:  newMetrics(keys),
+		log:      cfg.Logger.WithField("actor", "relay"),
+		metrics:  newMetrics(keys, budget),
+		proxies:  proxies(cfg.TrustedProxies),
+		slots:    slots{limit: cfg.MaxConcurrent, tunnels: keys},
 		listener: ln,
+		adminLn:  adminLn,
 		closing:  make(chan struct{}),
-		served:   make(chan error, 1),
+		served:   make(chan error, 2),
 		upgrader: websocket.Upgrader{
 			WriteBufferPool: &sync.Pool{},
 			// Supervisors are programs, not pages: there is no origin to trust.
@@ -97,30 +112,54 @@ func Start(cfg Config) (*Relay, error) {
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return newSlogLogger(cfg.Logger) }),
 		actor.WithDeadLetterThrottleInterval(deadLetterThrottle),
 	)
-	root := newRoot(cfg, keys, r.metrics, &r.running)
+	root := newRoot(cfg, keys, r.metrics, budget, &r.running)
 	r.root = r.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return root }))
-	r.errorLog = logger.WriterLevel(logrus.DebugLevel)
+	r.errorLog = cfg.Logger.WriterLevel(logrus.DebugLevel)
+	errorLog := log.New(r.errorLog, "", 0)
 	r.srv = &http.Server{
 		Handler:           http.HandlerFunc(r.serveHTTP),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		TLSConfig:         tlsConfig,
-		ErrorLog:          log.New(r.errorLog, "", 0),
+		ErrorLog:          errorLog,
+	}
+	public := ln
+	if cfg.ProxyProtocol {
+		public = r.proxies.proxyProtocol(ln)
 	}
 	go func() {
 		if tlsConfig != nil {
-			r.served <- r.srv.ServeTLS(ln, "", "")
+			r.served <- r.srv.ServeTLS(public, "", "")
 		} else {
-			r.served <- r.srv.Serve(ln)
+			r.served <- r.srv.Serve(public)
 		}
 	}()
-	r.log.WithFields(logrus.Fields{"addr": ln.Addr().String(), "tunnels": len(keys), "tls": tlsConfig != nil}).Info("Relay listening")
+	fields := logrus.Fields{"addr": ln.Addr().String(), "tunnels": len(keys), "tls": tlsConfig != nil}
+	if adminLn != nil {
+		r.admin = &http.Server{
+			Handler:           r.adminHandler(),
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          errorLog,
+		}
+		go func() { r.served <- r.admin.Serve(adminLn) }()
+		fields["admin_addr"] = adminLn.Addr().String()
+	}
+	r.log.WithFields(fields).Info("Relay listening")
 	return r, nil
 }
 
 // Addr is the address the relay listens on.
 func (r *Relay) Addr() net.Addr { return r.listener.Addr() }
+
+// AdminAddr is the address of the admin endpoints, nil without them.
+func (r *Relay) AdminAddr() net.Addr {
+	if r.adminLn == nil {
+		return nil
+	}
+	return r.adminLn.Addr()
+}
 
 // Close shuts the relay down: it stops taking connections, lets public
 // requests in progress finish until ctx ends (then cuts them off), closes
@@ -129,9 +168,15 @@ func (r *Relay) Addr() net.Addr { return r.listener.Addr() }
 func (r *Relay) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		var errs []error
-		if err := r.srv.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-			_ = r.srv.Close()
+		servers := []*http.Server{r.srv}
+		if r.admin != nil {
+			servers = append(servers, r.admin)
+		}
+		for _, srv := range servers {
+			if err := srv.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
+				_ = srv.Close()
+			}
 		}
 		close(r.closing)
 		if err := r.system.Root.StopFuture(r.root).Wait(); err != nil {
@@ -144,8 +189,10 @@ func (r *Relay) Close(ctx context.Context) error {
 		if err := waitGroup(ctx, &r.running); err != nil {
 			errs = append(errs, fmt.Errorf("relay: waiting for sessions: %w", err))
 		}
-		if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			errs = append(errs, err)
+		for range servers {
+			if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errs = append(errs, err)
+			}
 		}
 		_ = r.errorLog.Close()
 		r.closeErr = errors.Join(errs...)
@@ -212,22 +259,26 @@ func (t *tracker) wait(ctx context.Context) error {
 	}
 }
 
-// serveHTTP is the relay's HTTP front: /tunnel for supervisors, /health,
-// /metrics, and every other path routed through a tunnel.
+// serveHTTP is the relay's public front: /tunnel for supervisors, every
+// other path routed through a tunnel.
 func (r *Relay) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	if !r.handlers.enter() {
 		writeError(w, http.StatusServiceUnavailable, "relay shutting down")
 		return
 	}
 	defer r.handlers.leave()
-	switch req.URL.Path {
-	case "/tunnel":
+	if req.URL.Path == "/tunnel" {
 		r.serveTunnel(w, req)
-	case "/health":
-		r.serveHealth(w)
-	case "/metrics":
-		promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}).ServeHTTP(w, req)
-	default:
-		r.serveProxy(w, req)
+		return
 	}
+	r.serveProxy(w, req)
+}
+
+// adminHandler serves what the public must not see: which tunnels exist
+// and are up, and the relay's figures.
+func (r *Relay) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { r.serveHealth(w) })
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
 }

@@ -12,36 +12,50 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay/router"
 	"github.com/enhanced-tunnel/tunnel/actors/relay/session"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 // openSession asks the root actor to give conn to a new session; it
-// answers *sessionOpened.
+// answers *sessionOpened once the session has it.
 type openSession struct {
 	conn *websocket.Conn
 	addr string
 }
 
-// sessionOpened answers openSession; ok is false at the session limit, and
-// conn is then still the caller's.
-type sessionOpened struct{ ok bool }
+// sessionOpened answers openSession.
+type sessionOpened struct{}
 
 // rootActor is the relay's root: parent and supervisor of the auth manager,
 // the router and every session, and the post office between them and the
 // HTTP front. It forwards with the original sender kept, so answers go
 // straight back to whoever asked.
+//
+// It keeps the count of sessions: unauthenticated ones are bounded apart
+// from authenticated ones, in all and per address, and the oldest makes
+// room for a newer one, so that connections that never authenticate can
+// neither fill the relay nor keep a supervisor with a key out.
 type rootActor struct {
-	maxSessions int
-	authCfg     auth.Config
-	routerCfg   router.Config
-	sessionCfg  session.Config
-	metrics     *metrics
+	limits     sessionLimits
+	authCfg    auth.Config
+	routerCfg  router.Config
+	sessionCfg session.Config
+	metrics    *metrics
 
 	auth, router *actor.PID
-	sessions     map[string]*actor.PID // by PID id
-	log          *logrus.Entry
+	sessions     map[string]*actor.PID // every session, by PID id
+	pending      *pendingConns         // those not authenticated yet
+	// authenticated holds the ids of those that are. A session in neither
+	// set was evicted and is closing.
+	authenticated map[string]struct{}
+	log           *logrus.Entry
 }
 
-func newRoot(cfg Config, keys map[string]string, m *metrics, running *sync.WaitGroup) *rootActor {
+// sessionLimits are the root's bounds on sessions.
+type sessionLimits struct {
+	maxSessions, maxPending, maxPendingPerAddr int
+}
+
+func newRoot(cfg Config, keys map[string]string, m *metrics, budget *wire.Budget, running *sync.WaitGroup) *rootActor {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = logrus.New()
@@ -53,14 +67,17 @@ func newRoot(cfg Config, keys map[string]string, m *metrics, running *sync.WaitG
 	sc := cfg.sessionConfig()
 	sc.Running = running
 	sc.BytesIn, sc.BytesOut = m.bytesIn, m.bytesOut
+	sc.Budget = budget
 	return &rootActor{
-		maxSessions: cfg.MaxSessions,
-		authCfg:     ac,
-		routerCfg:   cfg.routerConfig(),
-		sessionCfg:  sc,
-		metrics:     m,
-		sessions:    make(map[string]*actor.PID),
-		log:         logger.WithField("actor", "relay"),
+		limits:        sessionLimits{maxSessions: cfg.MaxSessions, maxPending: cfg.MaxPending, maxPendingPerAddr: cfg.MaxPendingPerAddr},
+		authCfg:       ac,
+		routerCfg:     cfg.routerConfig(),
+		sessionCfg:    sc,
+		metrics:       m,
+		sessions:      make(map[string]*actor.PID),
+		pending:       newPendingConns(),
+		authenticated: make(map[string]struct{}),
+		log:           logger.WithField("actor", "relay"),
 	}
 }
 
@@ -70,26 +87,62 @@ func (r *rootActor) Receive(ctx actor.Context) {
 		r.auth = ctx.Spawn(auth.Props(r.authCfg))
 		r.router = ctx.Spawn(router.Props(r.routerCfg))
 	case *openSession:
-		if len(r.sessions) >= r.maxSessions {
-			r.log.WithFields(logrus.Fields{"remote_addr": msg.addr, "limit": r.maxSessions}).Warn("Session limit reached; refusing a supervisor")
-			ctx.Respond(&sessionOpened{})
-			return
-		}
+		r.makeRoom(ctx, msg.addr)
 		pid := ctx.Spawn(session.Props(msg.conn, msg.addr, r.sessionCfg))
 		r.sessions[pid.Id] = pid
-		r.metrics.sessions.Set(float64(len(r.sessions)))
-		ctx.Respond(&sessionOpened{ok: true})
+		r.pending.add(pid, msg.addr)
+		r.count()
+		ctx.Respond(&sessionOpened{})
+	case *relaymsg.SessionUp:
+		switch sender := ctx.Sender(); {
+		case !r.pending.has(sender):
+			// Evicted while its key was checked: it is closing already.
+			ctx.Respond(&relaymsg.Registered{Refused: true})
+		case len(r.authenticated) >= r.limits.maxSessions:
+			r.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(msg.Tunnel), "limit": r.limits.maxSessions}).Warn("Session limit reached; refusing a supervisor")
+			ctx.Respond(&relaymsg.Registered{Refused: true})
+		default:
+			r.pending.remove(sender)
+			r.authenticated[sender.Id] = struct{}{}
+			r.count()
+			ctx.Forward(r.router)
+		}
 	case *actor.Terminated:
 		if _, ok := r.sessions[msg.Who.Id]; ok {
 			delete(r.sessions, msg.Who.Id)
-			r.metrics.sessions.Set(float64(len(r.sessions)))
+			delete(r.authenticated, msg.Who.Id)
+			r.pending.remove(msg.Who)
+			r.count()
 		}
-	case *relaymsg.Authenticate, *relaymsg.CheckAddress:
+	case *relaymsg.Authenticate, *relaymsg.CheckAddress, *relaymsg.AuthTimedOut:
 		ctx.Forward(r.auth)
-	case *relaymsg.SessionUp, *relaymsg.SessionDown, *relaymsg.Response, *relaymsg.Failed,
+	case *relaymsg.SessionDown, *relaymsg.Response, *relaymsg.Failed,
 		*relaymsg.Forward, *relaymsg.Done, *relaymsg.ListTunnels:
 		ctx.Forward(r.router)
 	}
+}
+
+// makeRoom evicts the oldest unauthenticated session of addr, then the
+// oldest of all, while a new one from addr would exceed a bound. An evicted
+// session is forgotten at once (it closes with 1013 on its own), so the
+// bounds hold for what is counted.
+func (r *rootActor) makeRoom(ctx actor.Context, addr string) {
+	evict := func(pid *actor.PID, scope string) {
+		r.pending.remove(pid)
+		r.metrics.evicted.WithLabelValues(scope).Inc()
+		ctx.Send(pid, &relaymsg.Evict{})
+	}
+	for r.pending.count(addr) >= r.limits.maxPendingPerAddr {
+		evict(r.pending.oldest(addr), "address")
+	}
+	for r.pending.len() >= r.limits.maxPending {
+		evict(r.pending.oldest(""), "all")
+	}
+}
+
+func (r *rootActor) count() {
+	r.metrics.sessions.Set(float64(len(r.authenticated)))
+	r.metrics.pending.Set(float64(r.pending.len()))
 }
 
 // HandleFailure decides for the root's children. A session that fails is

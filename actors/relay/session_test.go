@@ -160,6 +160,9 @@ func TestSecondSessionTakesTheTunnelOver(t *testing.T) {
 	}
 }
 
+// The session limit counts authenticated sessions: a supervisor over it
+// gets through the upgrade and its key is checked, then it is closed with
+// 1013 instead of auth_ok.
 func TestSessionLimitClosesWith1013(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.MaxSessions = 1 })
 	connect(t, r, defaultKey, "", nil)
@@ -167,12 +170,13 @@ func TestSessionLimitClosesWith1013(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.send(&wire.Frame{Type: wire.TypeAuth, APIKey: keyB, Tunnel: "b"})
 	if code := s.expectClosed(); code != wire.CloseTryAgainLater {
 		t.Fatalf("close code %d, want 1013", code)
 	}
 }
 
-// clock is a hand-moved clock for the auth failure window.
+// clock is a hand-moved clock for the per-address limits.
 type clock struct {
 	mu  sync.Mutex
 	now time.Time
@@ -190,32 +194,31 @@ func (c *clock) add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-func TestTooManyWrongKeysFromOneAddressGet429(t *testing.T) {
+// Past its burst, an address's upgrades get 429 with a Retry-After, whatever
+// X-Forwarded-For says (the peer is no trusted proxy); another address is
+// not held back, and the bucket refills.
+func TestUpgradesPastTheBurstGet429(t *testing.T) {
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
-	r := startRelay(t, func(c *relay.Config) { c.Now = clk.Now })
-	for i := range 20 {
+	r := startRelay(t, func(c *relay.Config) { c.Now, c.UpgradeBurst, c.UpgradeRate = clk.Now, 3, 0.5 })
+	for i := range 3 {
 		s, _, err := dial(t, r)
 		if err != nil {
-			t.Fatalf("attempt %d: %v", i+1, err)
+			t.Fatalf("upgrade %d: %v", i+1, err)
 		}
-		s.send(&wire.Frame{Type: wire.TypeAuth, APIKey: "wrong"})
-		s.expect(wire.TypeAuthError)
-		s.expectClosed()
+		s.close()
 	}
-	clk.add(59 * time.Second)
 	spoofed := http.Header{"X-Forwarded-For": {"10.9.8.7"}, "X-Real-Ip": {"10.9.8.7"}}
 	_, resp, err := dialFrom(t, r, nil, spoofed)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("21st upgrade: err %v, response %v; want 429", err, resp)
+		t.Fatalf("4th upgrade: err %v, response %v; want 429", err, resp)
 	}
-	if ra := resp.Header.Get("Retry-After"); ra != "1" {
-		t.Errorf("Retry-After %q, want 1", ra)
+	if ra := resp.Header.Get("Retry-After"); ra != "2" {
+		t.Errorf("Retry-After %q, want 2", ra)
 	}
 	if text := errorText(t, resp); !strings.Contains(text, "too many") {
 		t.Errorf("429 body %q", text)
 	}
 
-	// Another address is not held back.
 	other, _, err := dialFrom(t, r, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, nil)
 	if err != nil {
 		t.Fatalf("dial from 127.0.0.2: %v", err)
@@ -223,12 +226,44 @@ func TestTooManyWrongKeysFromOneAddressGet429(t *testing.T) {
 	other.send(&wire.Frame{Type: wire.TypeAuth, APIKey: defaultKey})
 	other.expect(wire.TypeAuthOK)
 
-	// Once the minute since the first wrong key has passed, the address may try again.
-	clk.add(time.Second)
+	clk.add(2 * time.Second)
 	s, _, err := dial(t, r)
 	if err != nil {
-		t.Fatalf("after the minute: %v", err)
+		t.Fatalf("once a token is back: %v", err)
 	}
 	s.send(&wire.Frame{Type: wire.TypeAuth, APIKey: keyA, Tunnel: "a"})
 	s.expect(wire.TypeAuthOK)
+}
+
+// Past 20 failures, an address's wrong keys wait their turn, even on
+// connections opened before; its right key is answered at once.
+func TestWrongKeysPastTheLimitWaitButRightKeysDoNot(t *testing.T) {
+	clk := &clock{now: time.Unix(1_700_000_000, 0)}
+	r := startRelay(t, func(c *relay.Config) { c.Now = clk.Now })
+	conns := make([]*sup, 22)
+	for i := range conns {
+		s, _, err := dial(t, r)
+		if err != nil {
+			t.Fatalf("upgrade %d: %v", i+1, err)
+		}
+		conns[i] = s
+	}
+	for _, s := range conns[:20] {
+		s.send(&wire.Frame{Type: wire.TypeAuth, APIKey: "wrong"})
+		s.expect(wire.TypeAuthError)
+		s.expectClosed()
+	}
+	held := conns[20]
+	held.send(&wire.Frame{Type: wire.TypeAuth, APIKey: "wrong"})
+	good := conns[21]
+	good.send(&wire.Frame{Type: wire.TypeAuth, APIKey: keyA, Tunnel: "a"})
+	good.expect(wire.TypeAuthOK)
+	// The wrong key sent first is still unanswered once the right one is in.
+	select {
+	case f := <-held.frames:
+		t.Fatalf("the 21st wrong key was answered at once: %+v", f)
+	case <-held.closed:
+		t.Fatal("the 21st wrong key's connection closed at once")
+	default:
+	}
 }

@@ -24,9 +24,9 @@ const wait = 10 * time.Second
 
 // Keys of the tunnels every test relay knows.
 const (
-	defaultKey = "key-default-0123456789"
-	keyA       = "key-a-0123456789"
-	keyB       = "key-b-0123456789"
+	defaultKey = "key-default-T2ZmIHdlIGdv"
+	keyA       = "key-a-SXQncyBhIGtleQ0K"
+	keyB       = "key-b-QW5vdGhlciBrZXk"
 )
 
 func startRelay(t *testing.T, change func(*relay.Config)) *relay.Relay {
@@ -40,6 +40,9 @@ func startRelay(t *testing.T, change func(*relay.Config)) *relay.Relay {
 }
 
 func baseURL(r *relay.Relay) string { return "http://" + r.Addr().String() }
+
+// adminURL is the base of the relay's admin endpoints.
+func adminURL(r *relay.Relay) string { return "http://" + r.AdminAddr().String() }
 
 // handler answers one request the way an upstream behind a supervisor
 // would. body is nil for a request without one.

@@ -14,6 +14,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -54,19 +55,38 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	c := &o.relay
 	fs := flag.NewFlagSet("tunnel-relay", flag.ContinueOnError)
 	fs.SetOutput(out)
-	fs.StringVar(&c.Listen, "listen", c.Listen, "address to listen on, host:port")
+	fs.StringVar(&c.Listen, "listen", c.Listen, "public address: /tunnel for supervisors and the tunnels, host:port")
+	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "address of /health and /metrics, host:port; empty for none (keep it off the internet)")
 	fs.StringVar(&c.AuthToken, "auth-token", "", "API key of the tunnel \"default\" (prefer the environment: flags show in ps)")
 	fs.StringVar(&c.KeysFile, "keys-file", "", "file of \"name key\" lines, one tunnel each; # starts a comment")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "how long a public request waits for the tunnel's response (504 beyond)")
+	fs.DurationVar(&c.BodyTimeout, "body-timeout", c.BodyTimeout, "how long a public client may send nothing of its request body (408 beyond)")
+	fs.DurationVar(&c.SendTimeout, "send-timeout", c.SendTimeout, "how long a public client may take nothing of its response (cut off beyond)")
 	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "how long a new supervisor connection has to authenticate")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "drop a supervisor that sent nothing (no frame, no pong) for this long")
-	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most supervisor connections at once (more are closed with 1013)")
-	fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "most requests in flight per tunnel (503 beyond)")
+	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often supervisors are pinged")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline of each write to a supervisor")
+	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most authenticated supervisor connections (more are closed with 1013)")
+	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most connections not authenticated yet; a newer one makes the oldest leave (1013)")
+	fs.IntVar(&c.MaxPendingPerAddr, "max-pending-per-addr", c.MaxPendingPerAddr, "most connections not authenticated yet from one address; a newer one makes its oldest leave")
+	fs.Float64Var(&c.UpgradeRate, "upgrade-rate", c.UpgradeRate, "WebSocket upgrades per second one address may make on average (429 beyond)")
+	fs.IntVar(&c.UpgradeBurst, "upgrade-burst", c.UpgradeBurst, "WebSocket upgrades one address may make at once")
+	fs.IntVar(&c.MaxAuthFailures, "max-auth-failures", c.MaxAuthFailures, "auth failures from one address within -auth-failure-window before its wrong keys are answered slowly")
+	fs.DurationVar(&c.AuthFailureWindow, "auth-failure-window", c.AuthFailureWindow, "window of -max-auth-failures")
+	fs.IntVar(&c.MaxConcurrent, "max-concurrent", c.MaxConcurrent, "most public requests in flight per tunnel, body and response included (503 beyond)")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest public request body in bytes (413 beyond)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest public request header in bytes (431 beyond)")
+	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest WebSocket message from an authenticated supervisor, bytes (1009 beyond)")
+	fs.Int64Var(&c.AuthReadLimit, "auth-read-limit", c.AuthReadLimit, "largest WebSocket message before authentication, bytes (1009 beyond)")
+	fs.IntVar(&c.MaxReplyQueue, "max-reply-queue", c.MaxReplyQueue, "bytes of answers that may wait for one supervisor's socket; a supervisor that lets more pile up is dropped")
+	fs.Int64Var(&c.MaxBuffered, "max-buffered", c.MaxBuffered, "bytes of streamed responses buffered for all public clients; past it, streams whose clients lag are cut off")
+	fs.Var(prefixList{&c.TrustedProxies}, "trusted-proxies", "comma-separated addresses or CIDR networks of proxies in front of the relay, whose X-Forwarded-For is believed")
+	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", c.ProxyProtocol, "connections from -trusted-proxies start with a PROXY protocol header (v1 or v2)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM); with -tls-key, serves https and wss")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log format: text or json")
+	fs.IntVar(&c.LogRate, "log-rate", c.LogRate, "lines of one message logged per second, the rest counted in the next line's \"suppressed\"; 0 for all")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "on SIGINT/SIGTERM, how long requests in progress may take to finish")
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: tunnel-relay [flags]\n\nEvery flag may be set by its environment variable instead; the flag wins.\nDurations are Go durations: 500ms, 10s, 1m30s.\n\n")
@@ -103,6 +123,52 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 		return nil, fmt.Errorf("-log-level: %w", err)
 	}
 	return o, nil
+}
+
+// prefixList is a flag of comma-separated addresses and CIDR networks; an
+// address stands for itself alone (a /32 or /128).
+type prefixList struct{ list *[]netip.Prefix }
+
+func (p prefixList) String() string {
+	if p.list == nil {
+		return ""
+	}
+	parts := make([]string, len(*p.list))
+	for i, prefix := range *p.list {
+		parts[i] = prefix.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (p prefixList) Set(v string) error {
+	var list []netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			addr, err := netip.ParseAddr(part)
+			if err != nil {
+				return fmt.Errorf("%q is neither an address nor a CIDR network", part)
+			}
+			list = append(list, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+			continue
+		}
+		prefix, err := netip.ParsePrefix(part)
+		if err != nil {
+			return fmt.Errorf("%q is neither an address nor a CIDR network", part)
+		}
+		if addr := prefix.Addr(); addr.Is4In6() {
+			if prefix.Bits() < 96 {
+				return fmt.Errorf("%q mixes IPv4 and IPv6", part)
+			}
+			prefix = netip.PrefixFrom(addr.Unmap(), prefix.Bits()-96)
+		}
+		list = append(list, prefix.Masked())
+	}
+	*p.list = list
+	return nil
 }
 
 // lookup reads an environment variable; empty counts as unset.

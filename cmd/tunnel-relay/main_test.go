@@ -26,9 +26,13 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 	}{
 		{"defaults", nil, nil, func(o *options) bool {
 			c := o.relay
-			return c.Listen == "127.0.0.1:8080" && c.RequestTimeout == 60*time.Second && c.AuthTimeout == 10*time.Second &&
-				c.HeartbeatTimeout == 30*time.Second && c.MaxSessions == 10000 && c.MaxConcurrent == 1024 &&
-				c.MaxBody == 1<<30 && o.logLevel == "info" && o.logFormat == "text"
+			return c.Listen == "127.0.0.1:8080" && c.AdminListen == "127.0.0.1:9091" && c.RequestTimeout == 60*time.Second &&
+				c.AuthTimeout == 10*time.Second && c.HeartbeatTimeout == 30*time.Second && c.MaxSessions == 10000 &&
+				c.MaxPending == 1000 && c.MaxPendingPerAddr == 32 && c.MaxConcurrent == 1024 && c.MaxBody == 1<<30 &&
+				c.MaxHeaderBytes == 32<<10 && c.BodyTimeout == time.Minute && c.SendTimeout == time.Minute &&
+				c.AuthReadLimit == 4096 && c.MaxReplyQueue == 1<<20 && c.MaxBuffered == 256<<20 && c.UpgradeRate == 10 &&
+				c.UpgradeBurst == 50 && c.MaxAuthFailures == 20 && c.AuthFailureWindow == time.Minute &&
+				len(c.TrustedProxies) == 0 && !c.ProxyProtocol && c.LogRate == 10 && o.logLevel == "info" && o.logFormat == "text"
 		}, ""},
 		{"environment", nil, map[string]string{"AUTH_TOKEN": "k", "RELAY_LISTEN": ":9", "RELAY_REQUEST_TIMEOUT": "2m", "RELAY_MAX_BODY": "10", "RELAY_LOG_FORMAT": "json"},
 			func(o *options) bool {
@@ -43,6 +47,31 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 				return c.KeysFile == "k.txt" && c.AuthTimeout == time.Second && c.HeartbeatTimeout == 2*time.Second && c.MaxSessions == 3 &&
 					c.MaxConcurrent == 4 && c.TLSCertFile == "c.pem" && c.TLSKeyFile == "k.pem" && o.logLevel == "debug" && o.shutdownTimeout == 5*time.Second
 			}, ""},
+		{"limits", []string{"-admin-listen", "", "-max-pending", "5", "-max-pending-per-addr", "2", "-body-timeout", "3s", "-send-timeout", "4s",
+			"-max-header-bytes", "8192", "-auth-read-limit", "1024", "-max-reply-queue", "2048", "-max-buffered", "9", "-upgrade-rate", "0.5",
+			"-upgrade-burst", "7", "-max-auth-failures", "6", "-auth-failure-window", "2m", "-read-limit", "65536", "-log-rate", "0",
+			"-ping-interval", "5s", "-write-timeout", "6s"}, nil,
+			func(o *options) bool {
+				c := o.relay
+				return c.AdminListen == "" && c.MaxPending == 5 && c.MaxPendingPerAddr == 2 && c.BodyTimeout == 3*time.Second &&
+					c.SendTimeout == 4*time.Second && c.MaxHeaderBytes == 8192 && c.AuthReadLimit == 1024 && c.MaxReplyQueue == 2048 &&
+					c.MaxBuffered == 9 && c.UpgradeRate == 0.5 && c.UpgradeBurst == 7 && c.MaxAuthFailures == 6 &&
+					c.AuthFailureWindow == 2*time.Minute && c.ReadLimit == 65536 && c.LogRate == 0 &&
+					c.PingInterval == 5*time.Second && c.WriteTimeout == 6*time.Second
+			}, ""},
+		{"trusted proxies", []string{"-trusted-proxies", "10.0.0.0/8, 192.0.2.7,2001:db8::/32,::ffff:198.51.100.0/120", "-proxy-protocol"}, nil,
+			func(o *options) bool {
+				var got []string
+				for _, p := range o.relay.TrustedProxies {
+					got = append(got, p.String())
+				}
+				return strings.Join(got, " ") == "10.0.0.0/8 192.0.2.7/32 2001:db8::/32 198.51.100.0/24" && o.relay.ProxyProtocol
+			}, ""},
+		{"trusted proxies from the environment", nil, map[string]string{"RELAY_TRUSTED_PROXIES": "127.0.0.1"},
+			func(o *options) bool {
+				return len(o.relay.TrustedProxies) == 1 && o.relay.TrustedProxies[0].String() == "127.0.0.1/32"
+			}, ""},
+		{"bad trusted proxy", []string{"-trusted-proxies", "10.0.0.0/8,lb.example"}, nil, nil, `"lb.example" is neither`},
 		{"bad duration in the environment", nil, map[string]string{"RELAY_AUTH_TIMEOUT": "ten"}, nil, "RELAY_AUTH_TIMEOUT"},
 		{"bad duration flag", []string{"-request-timeout", "60"}, nil, nil, "request-timeout"},
 		{"bad log format", []string{"-log-format", "xml"}, nil, nil, "text or json"},
@@ -92,18 +121,21 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariableAndDefault(t *testing.T) {
 	}
 }
 
+// secretKey is a key strong enough for the relay, that no log may show.
+const secretKey = "the-secret-key-c2VjcmV0IGtleQ"
+
 func TestRunServesUntilCancelledThenExitsZero(t *testing.T) {
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, []string{"-listen", "127.0.0.1:0", "-log-format", "json"}, env(map[string]string{"AUTH_TOKEN": "the-secret-key"}), pw)
+		exit <- run(ctx, []string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-log-format", "json"}, env(map[string]string{"AUTH_TOKEN": secretKey}), pw)
 		pw.Close()
 	}()
 	var logs bytes.Buffer
 	lines := bufio.NewScanner(pr)
-	var addr string
+	var addr, admin string
 	for addr == "" && lines.Scan() {
 		logs.Write(append(lines.Bytes(), '\n'))
 		var entry map[string]any
@@ -112,12 +144,13 @@ func TestRunServesUntilCancelledThenExitsZero(t *testing.T) {
 		}
 		if entry["msg"] == "Relay listening" {
 			addr, _ = entry["addr"].(string)
+			admin, _ = entry["admin_addr"].(string)
 		}
 	}
-	if addr == "" {
-		t.Fatalf("no listening address in the logs:\n%s", logs.String())
+	if addr == "" || admin == "" {
+		t.Fatalf("no listening addresses in the logs:\n%s", logs.String())
 	}
-	resp, err := http.Get("http://" + addr + "/health")
+	resp, err := http.Get("http://" + admin + "/health")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +164,7 @@ func TestRunServesUntilCancelledThenExitsZero(t *testing.T) {
 	if code := <-exit; code != 0 {
 		t.Fatalf("exit %d\n%s", code, logs.String())
 	}
-	if strings.Contains(logs.String(), "the-secret-key") {
+	if strings.Contains(logs.String(), secretKey) {
 		t.Fatalf("the key reached the log:\n%s", logs.String())
 	}
 }

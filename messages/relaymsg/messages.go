@@ -39,20 +39,24 @@ func (a *Authenticate) LogValue() slog.Value {
 }
 
 // AuthResult answers Authenticate. OK is false for a wrong key, and for a
-// key that belongs to another tunnel.
+// key that belongs to another tunnel. Delay, for a refusal, is how long the
+// session holds the connection before it answers auth_error: an address
+// with too many failures lately has its wrong keys answered slowly.
 type AuthResult struct {
 	OK     bool
 	Tunnel string
+	Delay  time.Duration
 }
 
-// CheckAddress asks the auth manager whether supervisors from Addr (an IP
-// address) may try to connect. It is answered with *AddressVerdict.
+// CheckAddress asks the auth manager whether Addr (a client address) may
+// make one more WebSocket upgrade. It is answered with *AddressVerdict.
 type CheckAddress struct {
 	Addr string
 }
 
-// AddressVerdict answers CheckAddress. A blocked address has sent too many
-// wrong keys lately and is refused (HTTP 429) for RetryAfter.
+// AddressVerdict answers CheckAddress. A blocked address has made upgrades
+// faster than its rate allows, and is refused (HTTP 429); RetryAfter says
+// when the next one would pass.
 type AddressVerdict struct {
 	Blocked    bool
 	RetryAfter time.Duration
@@ -67,8 +71,23 @@ type SessionUp struct {
 	Session   *actor.PID
 }
 
-// Registered answers SessionUp: the session may tell its supervisor auth_ok.
-type Registered struct{}
+// Registered answers SessionUp: the session may tell its supervisor
+// auth_ok. Refused is set when the relay holds as many authenticated
+// sessions as it may: the session closes with 1013 instead.
+type Registered struct {
+	Refused bool
+}
+
+// AuthTimedOut says a connection from Addr sent no valid auth frame within
+// the auth timeout: the auth manager counts it as a failure of Addr.
+type AuthTimedOut struct {
+	Addr string
+}
+
+// Evict tells a session that is not authenticated yet to close (1013): the
+// relay holds as many unauthenticated connections as it may, from its
+// address or in all, and a newer one needs the room.
+type Evict struct{}
 
 // SessionDown says a session that sent SessionUp has ended: its requests
 // still waiting for a response fail with 502.

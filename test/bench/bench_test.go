@@ -21,7 +21,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
 )
 
-const key = "bench-key"
+const key = "bench-key-YmVuY2htYXJrIGtleQ"
 
 // upstream answers /small with a short body and /bytes?n=N with N bytes.
 func upstream() *httptest.Server {
@@ -48,7 +48,7 @@ func upstream() *httptest.Server {
 func tunnelTo(b *testing.B, target string) (string, func()) {
 	b.Helper()
 	rcfg := relay.DefaultConfig()
-	rcfg.Listen = "127.0.0.1:0"
+	rcfg.Listen, rcfg.AdminListen = "127.0.0.1:0", ""
 	rcfg.AuthToken = key
 	r, err := relay.Start(rcfg)
 	if err != nil {

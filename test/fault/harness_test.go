@@ -98,7 +98,7 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(r.upstream.Close)
 
 	r.relayCfg = relay.DefaultConfig()
-	r.relayCfg.Listen = "127.0.0.1:0"
+	r.relayCfg.Listen, r.relayCfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	r.relayCfg.AuthToken = key
 	r.startRelay()
 	t.Cleanup(r.closeRelay)
@@ -164,10 +164,10 @@ func (r *rig) waitAuthenticated(n int) {
 	harness.Eventually(r.t, patience, "the relay to list the tunnel", func() bool { return len(r.relayTunnels()) == 1 })
 }
 
-// relayTunnels lists the tunnels the relay routes to, from its /health; nil
-// when it does not answer.
+// relayTunnels lists the tunnels the relay routes to, from its admin
+// /health; nil when it does not answer.
 func (r *rig) relayTunnels() []string {
-	resp, err := r.client.Get(r.publicURL("/health"))
+	resp, err := r.client.Get(harness.AdminURL(r.relay) + "/health")
 	if err != nil {
 		return nil
 	}

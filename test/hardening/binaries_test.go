@@ -139,9 +139,11 @@ func TestBinariesOverWSSKeepKeysToThemselves(t *testing.T) {
 	logFlags := []string{"-log-format", "json", "-log-level", "debug"}
 
 	relayProc := startProc(t, "tunnel-relay", relayBin, []string{"AUTH_TOKEN=" + defaultKey},
-		append([]string{"-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, logFlags...)...)
-	addr, _ := relayProc.awaitLog("Relay listening")["addr"].(string)
-	if addr == "" {
+		append([]string{"-listen", "127.0.0.1:0", "-admin-listen", "127.0.0.1:0", "-tls-cert", certFile, "-tls-key", keyFile}, logFlags...)...)
+	listening := relayProc.awaitLog("Relay listening")
+	addr, _ := listening["addr"].(string)
+	admin, _ := listening["admin_addr"].(string)
+	if addr == "" || admin == "" {
 		t.Fatalf("no address in the relay's log:\n%s", relayProc.logs)
 	}
 	trusted := startProc(t, "tunnel-supervisor", supervisorBin, []string{"TUNNEL_API_KEY=" + defaultKey},
@@ -176,7 +178,7 @@ func TestBinariesOverWSSKeepKeysToThemselves(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/metrics", "/health"} {
-		_, texts["relay"+path] = get(t, httpsClient(t, roots), "https://"+addr+path)
+		_, texts["relay"+path] = get(t, c, "http://"+admin+path)
 	}
 	untrusted.stop()
 	trusted.stop()

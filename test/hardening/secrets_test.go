@@ -141,7 +141,7 @@ func TestKeysNeverReachLogsStatusMetricsOrErrors(t *testing.T) {
 		ev.add("supervisor "+path, serve(api, path))
 	}
 	for _, path := range []string{"/metrics", "/health"} {
-		_, body := get(t, c, publicURL(r)+path)
+		_, body := get(t, c, harness.AdminURL(r)+path)
 		ev.add("relay "+path, body)
 	}
 	cfg := supervisor.DefaultConfig()
@@ -149,7 +149,7 @@ func TestKeysNeverReachLogsStatusMetricsOrErrors(t *testing.T) {
 	_, err = supervisor.Start(nil, cfg)
 	ev.addError("invalid supervisor config", err)
 	rc := relay.DefaultConfig()
-	rc.Listen, rc.AuthToken, rc.Keys = "127.0.0.1:0", defaultKey, map[string]string{"x": defaultKey}
+	rc.Listen, rc.AdminListen, rc.AuthToken, rc.Keys = "127.0.0.1:0", "", defaultKey, map[string]string{"x": defaultKey}
 	_, err = relay.Start(rc)
 	ev.addError("invalid relay config", err)
 	_, err = tu.Request(context.Background(), &messages.TunnelMessage{Type: messages.TypeError})

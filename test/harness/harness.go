@@ -22,14 +22,14 @@ import (
 // reaches it.
 const StopTimeout = 20 * time.Second
 
-// StartRelay runs a relay on a free port of 127.0.0.1 that knows key for
-// the tunnel "default" and logs to log (nil discards). change, if not nil,
-// adjusts the config last. The relay is closed when the test ends; closing
-// it earlier is fine.
+// StartRelay runs a relay on a free port of 127.0.0.1, its admin endpoints
+// on another, that knows key for the tunnel "default" and logs to log (nil
+// discards). change, if not nil, adjusts the config last. The relay is
+// closed when the test ends; closing it earlier is fine.
 func StartRelay(t testing.TB, key string, log *logrus.Logger, change func(*relay.Config)) *relay.Relay {
 	t.Helper()
 	cfg := relay.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AuthToken = key
 	cfg.Logger = log
 	if change != nil {
@@ -54,6 +54,9 @@ func CloseRelay(t testing.TB, r *relay.Relay) {
 
 // TunnelURL is the WebSocket address supervisors dial on r.
 func TunnelURL(r *relay.Relay) string { return "ws://" + r.Addr().String() + "/tunnel" }
+
+// AdminURL is the base of r's admin endpoints: /health, /metrics.
+func AdminURL(r *relay.Relay) string { return "http://" + r.AdminAddr().String() }
 
 // Forward returns a supervisor OnMessage that forwards requests to the
 // HTTP service at upstream, logging to log (nil discards). The forwarder

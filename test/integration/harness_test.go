@@ -141,7 +141,7 @@ func (w *world) waitConnected(tn *tunnel, r *relay.Relay) {
 	tn.waitState(w.t, messages.Authenticated)
 	harness.Eventually(w.t, patience, "the relay to list the tunnel", func() bool {
 		var h struct{ Tunnels []string }
-		code, body := w.get(publicURL(r, "/health"))
+		code, body := w.get(harness.AdminURL(r) + "/health")
 		return code == http.StatusOK && json.Unmarshal(body, &h) == nil && slices.Contains(h.Tunnels, "default")
 	})
 }

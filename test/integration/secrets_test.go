@@ -34,7 +34,7 @@ func TestKeyNeverAppearsInLogsStatusOrEndpoints(t *testing.T) {
 	api := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Status: tn}))
 	defer api.Close()
 	seen := map[string]string{}
-	for _, u := range []string{api.URL + "/status", api.URL + "/metrics", publicURL(r, "/health"), publicURL(r, "/metrics")} {
+	for _, u := range []string{api.URL + "/status", api.URL + "/metrics", harness.AdminURL(r) + "/health", harness.AdminURL(r) + "/metrics"} {
 		code, body := w.get(u)
 		if code != http.StatusOK {
 			t.Errorf("GET %s: %d", u, code)

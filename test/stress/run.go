@@ -137,7 +137,7 @@ func startWorld(cfg Config, mon *monitor, guard func(string, func())) (w *world,
 
 	key := randomKey()
 	rcfg := relay.DefaultConfig()
-	rcfg.Listen = "127.0.0.1:0"
+	rcfg.Listen, rcfg.AdminListen = "127.0.0.1:0", "" // no admin endpoints: nothing here reads them
 	rcfg.AuthToken = key
 	rcfg.RequestTimeout = relayRequestTimeout
 	rcfg.Logger = newLogger(cfg.Logger, logrus.InfoLevel, relayHook{mon})

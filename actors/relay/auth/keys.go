@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 )
@@ -74,9 +75,51 @@ func LoadKeysFile(path string) (map[string]string, error) {
 	return keys, nil
 }
 
+// MinKeyBits is the least entropy a key must have, as KeyBits estimates
+// it: 128 bits, beyond any guessing at any rate.
+const MinKeyBits = 128
+
+// KeyBits estimates the entropy of a key drawn at random: its length times
+// log2 of the size of the character classes it uses (10 digits, 26
+// lower-case and 26 upper-case letters, 33 other printable ASCII
+// characters, 128 other bytes). It overestimates a key that is not random
+// (a word, a repeated letter), so it catches short keys, not poor ones:
+// 22 characters of base64 pass, 22 hex digits do not.
+func KeyBits(key string) float64 {
+	var digits, lower, upper, other, high bool
+	for _, c := range []byte(key) {
+		switch {
+		case c >= '0' && c <= '9':
+			digits = true
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c < 0x80:
+			other = true
+		default:
+			high = true
+		}
+	}
+	alphabet := 0
+	for _, class := range []struct {
+		used bool
+		size int
+	}{{digits, 10}, {lower, 26}, {upper, 26}, {other, 33}, {high, 128}} {
+		if class.used {
+			alphabet += class.size
+		}
+	}
+	if alphabet < 2 {
+		return 0
+	}
+	return float64(len(key)) * math.Log2(float64(alphabet))
+}
+
 // ValidateKeys checks a tunnel -> key map: at least one tunnel, valid names,
-// no empty key, and no key shared by two tunnels (the key decides the
-// tunnel, so it must name one).
+// every key of MinKeyBits or more (see KeyBits), and no key shared by two
+// tunnels (the key decides the tunnel, so it must name one). Errors name
+// the tunnel, never the key.
 func ValidateKeys(keys map[string]string) error {
 	if len(keys) == 0 {
 		return errors.New("auth: no API keys configured")
@@ -88,6 +131,9 @@ func ValidateKeys(keys map[string]string) error {
 		}
 		if key == "" {
 			return fmt.Errorf("auth: tunnel %q has an empty key", name)
+		}
+		if bits := KeyBits(key); bits < MinKeyBits {
+			return fmt.Errorf("auth: the key of tunnel %q is too weak: about %.0f bits, at least %d wanted (22 or more random characters, e.g. from `openssl rand -base64 24`)", name, bits, MinKeyBits)
 		}
 		if other, dup := owner[key]; dup {
 			a, b := min(name, other), max(name, other)

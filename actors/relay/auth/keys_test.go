@@ -46,23 +46,50 @@ func TestParseKeys(t *testing.T) {
 }
 
 func TestValidateKeys(t *testing.T) {
+	const k1, k2 = "k1-VGhlIHF1aWNrIGJyb3du", "k2-Zm94IGp1bXBzIG92ZXI"
 	for _, tc := range []struct {
 		name string
 		keys map[string]string
 		err  string
 	}{
-		{"fine", map[string]string{"default": "k1", "a": "k2"}, ""},
+		{"fine", map[string]string{"default": k1, "a": k2}, ""},
 		{"none", nil, "no API keys"},
 		{"empty key", map[string]string{"a": ""}, "empty key"},
-		{"shared", map[string]string{"a": "same", "b": "same"}, `"a" and "b" share one key`},
-		{"bad name", map[string]string{"a b": "k"}, "invalid tunnel name"},
+		{"shared", map[string]string{"a": k1, "b": k1}, `"a" and "b" share one key`},
+		{"bad name", map[string]string{"a b": k1}, "invalid tunnel name"},
+		{"short key", map[string]string{"a": "tiny-key-1"}, `the key of tunnel "a" is too weak`},
 	} {
 		err := auth.ValidateKeys(tc.keys)
 		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.err)
 		}
-		if err != nil && strings.Contains(err.Error(), "same") {
+		if err != nil && (strings.Contains(err.Error(), k1) || strings.Contains(err.Error(), "tiny-key")) {
 			t.Errorf("%s: error quotes a key: %v", tc.name, err)
+		}
+	}
+}
+
+// KeyBits takes 22 characters of base64 for enough, and catches keys that
+// are short for their alphabet.
+func TestKeyBits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		key    string
+		enough bool
+	}{
+		{"openssl rand -base64 24", "3q2+7wABAgMEBQYHCAkKCwwNDg8Q", true},
+		{"22 characters of base64url", "AbCdEfGhIjKlMn0pQrStU9", true},
+		{"22 letters", "AbCdEfGhIjKlMnOpQrStUv", false},
+		{"uuid", "7d3f9a1c-5e2b-4806-91a9-0c8e2f6a9b1d", true},
+		{"32 hex digits", "0123456789abcdef0123456789abcdef", true},
+		{"22 hex digits", "0123456789abcdef012345", false},
+		{"21 characters of base64url", "AbCdEfGhIjKlMnOpQrStU", false},
+		{"a short word", "secret", false},
+		{"one letter, many times", strings.Repeat("a", 64), true}, // long enough to pass: KeyBits counts, it does not judge
+		{"empty", "", false},
+	} {
+		if got := auth.KeyBits(tc.key) >= auth.MinKeyBits; got != tc.enough {
+			t.Errorf("%s: %.0f bits, enough %v; want %v", tc.name, auth.KeyBits(tc.key), got, tc.enough)
 		}
 	}
 }

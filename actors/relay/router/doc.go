@@ -2,8 +2,9 @@
 // session serves each tunnel, and follows every public request from the
 // moment the front hands it over until the front is done with it.
 //
-// A request for a tunnel with no session is answered 503, as is one beyond
-// the tunnel's concurrency limit. Otherwise it is dispatched to the session
+// A request for a tunnel with no session is answered 503 (the front bounds
+// how many requests a tunnel has in flight, before they reach the router).
+// Otherwise it is dispatched to the session
 // and waits for its response frame (the headers) for the request timeout;
 // past it the front is answered 504 and the session told to cancel. A
 // session that ends fails its requests still waiting with 502. When a second

@@ -21,8 +21,6 @@ const (
 	// DefaultRequestTimeout is how long a request waits for its response
 	// frame: 60 s.
 	DefaultRequestTimeout = 60 * time.Second
-	// DefaultMaxConcurrent is how many requests one tunnel carries at once: 1024.
-	DefaultMaxConcurrent = 1024
 )
 
 // Config configures the router.
@@ -30,25 +28,19 @@ type Config struct {
 	// RequestTimeout bounds the wait for a response frame (not for the end
 	// of a streamed body). Default DefaultRequestTimeout (60 s).
 	RequestTimeout time.Duration
-	// MaxConcurrent requests per tunnel; more are answered 503. Default
-	// DefaultMaxConcurrent (1024).
-	MaxConcurrent int
 	// Logger; nil discards.
 	Logger *logrus.Logger
 }
 
 // DefaultConfig returns a Config with every default set.
 func DefaultConfig() Config {
-	return Config{RequestTimeout: DefaultRequestTimeout, MaxConcurrent: DefaultMaxConcurrent}
+	return Config{RequestTimeout: DefaultRequestTimeout}
 }
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	if c.RequestTimeout <= 0 {
 		return errors.New("router: RequestTimeout must be positive")
-	}
-	if c.MaxConcurrent < 1 {
-		return fmt.Errorf("router: MaxConcurrent must be at least 1, got %d", c.MaxConcurrent)
 	}
 	return nil
 }
@@ -69,12 +61,11 @@ type pending struct {
 type timedOut struct{ id string }
 
 type router struct {
-	cfg      Config
-	tunnels  map[string]*actor.PID
-	pending  map[string]*pending
-	inFlight map[string]int // pending exchanges per tunnel
-	timers   *scheduler.TimerScheduler
-	log      *logrus.Entry
+	cfg     Config
+	tunnels map[string]*actor.PID
+	pending map[string]*pending
+	timers  *scheduler.TimerScheduler
+	log     *logrus.Entry
 }
 
 func newRouter(cfg Config) *router {
@@ -84,11 +75,10 @@ func newRouter(cfg Config) *router {
 		logger.SetOutput(io.Discard)
 	}
 	return &router{
-		cfg:      cfg,
-		tunnels:  make(map[string]*actor.PID),
-		pending:  make(map[string]*pending),
-		inFlight: make(map[string]int),
-		log:      logger.WithField("actor", "router"),
+		cfg:     cfg,
+		tunnels: make(map[string]*actor.PID),
+		pending: make(map[string]*pending),
+		log:     logger.WithField("actor", "router"),
 	}
 }
 
@@ -156,9 +146,6 @@ func (r *router) forward(ctx actor.Context, ex *relaymsg.Exchange) {
 	case session == nil:
 		answer(ex, relaymsg.Outcome{Status: http.StatusServiceUnavailable, Error: fmt.Sprintf("no tunnel %q connected", ex.Tunnel)})
 		return
-	case r.inFlight[ex.Tunnel] >= r.cfg.MaxConcurrent:
-		answer(ex, relaymsg.Outcome{Status: http.StatusServiceUnavailable, Error: fmt.Sprintf("tunnel %q has too many requests in flight (%d)", ex.Tunnel, r.cfg.MaxConcurrent)})
-		return
 	case r.pending[id] != nil:
 		answer(ex, relaymsg.Outcome{Status: http.StatusInternalServerError, Error: "duplicate message_id"})
 		return
@@ -166,7 +153,6 @@ func (r *router) forward(ctx actor.Context, ex *relaymsg.Exchange) {
 	p := &pending{ex: ex, session: session}
 	p.cancel = r.timers.SendOnce(r.cfg.RequestTimeout, ctx.Self(), &timedOut{id: id})
 	r.pending[id] = p
-	r.inFlight[ex.Tunnel]++
 	ctx.Send(session, &relaymsg.Dispatch{Exchange: ex})
 }
 
@@ -227,9 +213,6 @@ func (r *router) finish(id string, p *pending, out relaymsg.Outcome) {
 func (r *router) forget(id string, p *pending) {
 	p.cancel()
 	delete(r.pending, id)
-	if r.inFlight[p.ex.Tunnel]--; r.inFlight[p.ex.Tunnel] <= 0 {
-		delete(r.inFlight, p.ex.Tunnel)
-	}
 }
 
 // answer gives an exchange its outcome. The router answers each exchange

@@ -119,25 +119,15 @@ func TestResponseStopsTheTimeout(t *testing.T) {
 	})
 }
 
-func TestUnroutableRequestsAre503(t *testing.T) {
+func TestRequestForATunnelWithNoSessionIs503(t *testing.T) {
 	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
-		f := newFixture(t, system, func(c *router.Config) { c.MaxConcurrent = 2 })
+		f := newFixture(t, system, nil)
 		if out := outcome(t, f.forward("a", "m0")); out.Status != http.StatusServiceUnavailable {
 			t.Fatalf("no tunnel: %+v", out)
 		}
 		f.register("a", nil)
 		f.forward("a", "m1")
 		f.dispatched("m1")
-		f.forward("a", "m2")
-		f.dispatched("m2")
-		if out := outcome(t, f.forward("a", "m3")); out.Status != http.StatusServiceUnavailable {
-			t.Fatalf("over the limit: %+v", out)
-		}
-		// A finished exchange frees its place.
-		f.system.Root.Send(f.router, &relaymsg.Done{MessageID: "m1", Cancel: true})
-		probe.Expect[*relaymsg.Cancel](f.p)
-		f.forward("a", "m4")
-		f.dispatched("m4")
 	})
 }
 

@@ -36,6 +36,15 @@ const (
 	WriteFailed
 	// Shutdown: the relay is stopping (1001).
 	Shutdown
+	// SlowReader: the supervisor let its answers pile up unread; the
+	// socket is closed at once, with no close frame.
+	SlowReader
+	// Evicted: the connection was not authenticated yet and made room for
+	// a newer one (1013).
+	Evicted
+	// SessionLimit: the key was good but the relay holds as many
+	// authenticated sessions as it may (1013).
+	SessionLimit
 )
 
 var causes = [...]struct {
@@ -53,6 +62,9 @@ var causes = [...]struct {
 	TakenOver:    {"TAKEN_OVER", wire.CloseNormal, "replaced by a newer session"},
 	WriteFailed:  {"WRITE_FAILED", websocket.CloseGoingAway, "write failed"},
 	Shutdown:     {"SHUTDOWN", websocket.CloseGoingAway, "relay shutting down"},
+	SlowReader:   {"SLOW_READER", websocket.CloseAbnormalClosure, ""},
+	Evicted:      {"EVICTED", wire.CloseTryAgainLater, "too many unauthenticated connections"},
+	SessionLimit: {"SESSION_LIMIT", wire.CloseTryAgainLater, "relay at its session limit"},
 }
 
 func (c Cause) String() string {

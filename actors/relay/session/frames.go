@@ -21,6 +21,12 @@ func (s *session) send(f *wire.Frame) {
 	s.link.out.frame(wire.MustEncode(f))
 }
 
+// reply queues an answer to one of the supervisor's frames: those are
+// bounded (see outbox.reply).
+func (s *session) reply(f *wire.Frame) {
+	s.link.out.reply(wire.MustEncode(f))
+}
+
 func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 	if s.phase != open {
 		if s.phase == awaitingAuth && f.Type == wire.TypeAuth {
@@ -29,17 +35,17 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 			if s.tunnel == "" {
 				s.tunnel = wire.DefaultTunnel
 			}
-			s.log = s.log.WithFields(logrus.Fields{"tunnel": s.tunnel, "client": f.Client})
+			s.log = s.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(s.tunnel), "client": wire.Excerpt(f.Client)})
 			ctx.Request(ctx.Parent(), &relaymsg.Authenticate{APIKey: f.APIKey, Tunnel: s.tunnel, Addr: s.addr})
 			return
 		}
-		s.log.WithField("type", f.Type).Warn("Frame before authentication; closing")
+		s.log.WithField("type", wire.Excerpt(f.Type)).Warn("Frame before authentication; closing")
 		s.close(ctx, NotAuthFirst)
 		return
 	}
 	switch f.Type {
 	case wire.TypeHeartbeat:
-		s.send(&wire.Frame{Type: wire.TypeHeartbeatAck, MessageID: f.MessageID, Timestamp: f.Timestamp})
+		s.reply(&wire.Frame{Type: wire.TypeHeartbeatAck, MessageID: f.MessageID, Timestamp: f.Timestamp})
 	case wire.TypeResponse:
 		s.onResponse(ctx, f)
 	case wire.TypeStreamEnd, wire.TypeStreamError:
@@ -55,13 +61,13 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 	case wire.TypeRequest:
 		// Its body's chunks, if it has any, are dropped without a word.
 		s.cancelled.add(f.MessageID)
-		s.send(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: "no route: the relay takes no requests from a supervisor"})
+		s.reply(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: "no route: the relay takes no requests from a supervisor"})
 	default:
-		text := fmt.Sprintf("unknown frame type %q", f.Type)
+		text := fmt.Sprintf("unknown frame type %q", wire.Excerpt(f.Type))
 		if wire.Known(f.Type) {
 			text = fmt.Sprintf("unexpected frame type %q", f.Type)
 		}
-		s.send(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: text})
+		s.reply(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: text})
 	}
 }
 
@@ -70,8 +76,14 @@ func (s *session) onAuthResult(ctx actor.Context, r *relaymsg.AuthResult) {
 		return
 	}
 	if !r.OK {
-		s.send(&wire.Frame{Type: wire.TypeAuthError, Error: "Invalid API key"})
-		s.close(ctx, InvalidKey)
+		if r.Delay > 0 {
+			// Held until its turn, or until the auth timeout, whichever
+			// comes first: the reader reads nothing more meanwhile.
+			s.phase = refusing
+			s.refuseTimer = s.timers.SendOnce(r.Delay, ctx.Self(), &refuseNow{})
+			return
+		}
+		s.refuse(ctx)
 		return
 	}
 	s.phase = registering
@@ -79,18 +91,34 @@ func (s *session) onAuthResult(ctx actor.Context, r *relaymsg.AuthResult) {
 	ctx.Request(ctx.Parent(), &relaymsg.SessionUp{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self()})
 }
 
-func (s *session) onRegistered() {
+// refuse answers a wrong key: auth_error, then close 1008.
+func (s *session) refuse(ctx actor.Context) {
+	s.send(&wire.Frame{Type: wire.TypeAuthError, Error: "Invalid API key"})
+	s.close(ctx, InvalidKey)
+}
+
+func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 	if s.phase != registering {
+		return
+	}
+	if r.Refused {
+		s.registered = false
+		s.log.Warn("Relay at its session limit; refusing an authenticated supervisor")
+		s.close(ctx, SessionLimit)
 		return
 	}
 	s.phase = open
 	s.authTimer()
 	s.send(&wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id})
+	s.link.proceed()
 	s.log.Info("Supervisor authenticated")
 }
 
 func (s *session) onDispatch(ex *relaymsg.Exchange) {
 	id := ex.ID()
+	if s.calls == nil {
+		s.calls = make(map[string]*call)
+	}
 	s.calls[id] = &call{upload: ex.Upload}
 	s.send(ex.Request)
 	if ex.Upload != nil {
@@ -113,6 +141,9 @@ func (s *session) onResponse(ctx actor.Context, f *wire.Frame) {
 		c.answered = true
 		if f.Stream {
 			c.body = wire.NewStreamReader(s.cfg.Window, s.granter(id))
+			if s.cfg.Budget != nil {
+				c.body.Share(s.cfg.Budget)
+			}
 		}
 		ctx.Send(ctx.Parent(), &relaymsg.Response{MessageID: id, Frame: f, Body: c.body})
 	}
@@ -133,14 +164,20 @@ func (s *session) onChunk(id string, data []byte) {
 		s.unknown(id, "chunk for an unknown stream")
 		return
 	}
-	if err := c.body.Push(data); err != nil {
-		// The public client's response is cut off; the front then gives the
-		// exchange up, and the router has it cancelled.
-		s.log.WithField("message_id", id).Warn("Supervisor ignored the stream window")
-		c.body.Fail(err)
-		c.body = nil
-		s.complain(id, err.Error())
+	err := c.body.Push(data)
+	if err == nil {
+		return
 	}
+	// The public client's response is cut off; the front then gives the
+	// exchange up, and the router has it cancelled.
+	c.body.Fail(err)
+	c.body = nil
+	if errors.Is(err, wire.ErrBudgetExceeded) {
+		s.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "error": err}).Warn("Public client lags while the relay's stream buffers are full; cutting its response off")
+		return
+	}
+	s.log.WithField("message_id", wire.Excerpt(id)).Warn("Supervisor ignored the stream window")
+	s.complain(id, err.Error())
 }
 
 func (s *session) onStreamEnd(f *wire.Frame) {
@@ -168,7 +205,7 @@ func (s *session) onGiveUp(ctx actor.Context, f *wire.Frame) {
 	c := s.calls[f.MessageID]
 	switch {
 	case c == nil:
-		s.log.WithFields(logrus.Fields{"message_id": f.MessageID, "type": f.Type, "error": f.Error}).Debug("Supervisor gave up on a message the session does not know")
+		s.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(f.MessageID), "type": f.Type, "error": wire.Excerpt(f.Error)}).Debug("Supervisor gave up on a message the session does not know")
 	case !c.answered:
 		ctx.Send(ctx.Parent(), &relaymsg.Failed{MessageID: f.MessageID, Error: text})
 		s.drop(f.MessageID, c, errors.New(text))
@@ -211,7 +248,7 @@ func (s *session) unknown(id, text string) {
 // complain sends an error frame about id, once per id.
 func (s *session) complain(id, text string) {
 	if s.complained.add(id) {
-		s.send(&wire.Frame{Type: wire.TypeError, MessageID: id, Error: text})
+		s.reply(&wire.Frame{Type: wire.TypeError, MessageID: id, Error: text})
 	}
 }
 

@@ -26,6 +26,7 @@ type (
 	malformed   struct{ err error }
 	readFailed  struct{ err error }
 	writeFailed struct{ err error }
+	backlogged  struct{}
 )
 
 // link is a session's socket and the two goroutines that use it.
@@ -33,11 +34,24 @@ type link struct {
 	conn    *websocket.Conn
 	out     *outbox
 	cfg     Config
-	closing *atomic.Bool // set by the actor once it closes: the goroutines stop reporting
+	closing atomic.Bool // set by the actor once it closes: the goroutines stop reporting
 	report  func(msg any)
+	// gate holds the reader after the first message, until the actor has
+	// either opened the session (auth_ok) or closed it: before auth_ok a
+	// connection gets one message, within the auth read limit.
+	gate chan struct{}
 	// readerDone is closed when the reader has returned, so the writer
 	// knows the peer answered the close (or is gone).
 	readerDone chan struct{}
+
+	// Used by the actor only: the gate is open, the writer runs.
+	gateOpen, writing bool
+}
+
+func newLink(conn *websocket.Conn, cfg Config, report func(msg any)) *link {
+	l := &link{conn: conn, cfg: cfg, report: report, gate: make(chan struct{}), readerDone: make(chan struct{})}
+	l.out = newOutbox(cfg.MaxReplyQueue, l.backlogged)
+	return l
 }
 
 func (l *link) tell(msg any) {
@@ -46,11 +60,41 @@ func (l *link) tell(msg any) {
 	}
 }
 
+func (l *link) startReader() {
+	l.cfg.Running.Add(1)
+	go l.read()
+}
+
+// proceed starts the writer, if it has not started, and lets the reader
+// past the gate. The actor calls it when the session opens (auth_ok) and
+// when it closes: the writer then sends the close frame, and a reader still
+// held reads on, within the auth read limit, to see the peer's answer.
+func (l *link) proceed() {
+	if !l.writing {
+		l.writing = true
+		l.cfg.Running.Add(1)
+		go l.write()
+	}
+	if !l.gateOpen {
+		l.gateOpen = true
+		close(l.gate)
+	}
+}
+
+// backlogged is the outbox's overflow: the supervisor lets its answers
+// pile up, so it is not reading. The socket is closed at once, since a
+// close frame would wait behind what it does not read.
+func (l *link) backlogged() {
+	l.tell(&backlogged{})
+	_ = l.conn.NetConn().Close()
+}
+
 // read runs the reader goroutine: every message read pushes the read
 // deadline a heartbeat timeout further, and so does every pong and ping.
 func (l *link) read() {
 	defer l.cfg.Running.Done()
 	defer close(l.readerDone)
+	l.conn.SetReadLimit(l.cfg.AuthReadLimit)
 	alive := func() { _ = l.conn.SetReadDeadline(time.Now().Add(l.cfg.HeartbeatTimeout)) }
 	alive()
 	l.conn.SetPongHandler(func(string) error { alive(); return nil })
@@ -63,7 +107,7 @@ func (l *link) read() {
 		}
 		return err
 	})
-	for {
+	for first := true; ; first = false {
 		kind, data, err := l.conn.ReadMessage()
 		if err != nil {
 			l.tell(&readFailed{err: err})
@@ -73,19 +117,30 @@ func (l *link) read() {
 		if l.cfg.BytesIn != nil {
 			l.cfg.BytesIn.Add(float64(len(data)))
 		}
-		switch kind {
-		case websocket.TextMessage:
-			if f, err := wire.Decode(data); err != nil {
-				l.tell(&malformed{err: err})
-			} else {
-				l.tell(&inbound{frame: f})
+		l.deliver(kind, data)
+		if first {
+			<-l.gate
+			if !l.closing.Load() {
+				l.conn.SetReadLimit(l.cfg.ReadLimit)
 			}
-		case websocket.BinaryMessage:
-			if id, chunk, err := wire.DecodeChunk(data); err != nil {
-				l.tell(&malformed{err: err})
-			} else {
-				l.tell(&inboundChunk{id: id, data: chunk})
-			}
+			alive()
+		}
+	}
+}
+
+func (l *link) deliver(kind int, data []byte) {
+	switch kind {
+	case websocket.TextMessage:
+		if f, err := wire.Decode(data); err != nil {
+			l.tell(&malformed{err: err})
+		} else {
+			l.tell(&inbound{frame: f})
+		}
+	case websocket.BinaryMessage:
+		if id, chunk, err := wire.DecodeChunk(data); err != nil {
+			l.tell(&malformed{err: err})
+		} else {
+			l.tell(&inboundChunk{id: id, data: chunk})
 		}
 	}
 }

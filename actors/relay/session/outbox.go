@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 )
@@ -13,18 +15,31 @@ import (
 // messages (data), whose senders wait for their turn: a heartbeat_ack never
 // waits behind megabytes of upload, and a slow socket slows the uploads, not
 // the actor.
+//
+// Replies (answers to the supervisor's own frames) are bounded: a supervisor
+// could otherwise send heartbeats and never read the acks, and grow the
+// queue without end. The relay's own frames need no such bound, since the
+// requests in flight and their streams bound them.
 type outbox struct {
-	mu      sync.Mutex
-	control [][]byte
-	data    []*messages.Outbound
-	closed  bool
-	code    int
-	reason  string
-	wake    chan struct{} // capacity 1: the writer has something to do
+	mu         sync.Mutex
+	control    []controlFrame
+	replies    int // bytes of replies in control
+	maxReplies int
+	overflow   func() // called once, outside the lock, when replies would exceed maxReplies
+	data       []*messages.Outbound
+	closed     bool
+	code       int
+	reason     string
+	wake       chan struct{} // capacity 1: the writer has something to do
 }
 
-func newOutbox() *outbox {
-	return &outbox{wake: make(chan struct{}, 1)}
+type controlFrame struct {
+	data  []byte
+	reply bool
+}
+
+func newOutbox(maxReplies int, overflow func()) *outbox {
+	return &outbox{maxReplies: maxReplies, overflow: overflow, wake: make(chan struct{}, 1)}
 }
 
 func (o *outbox) notify() {
@@ -34,11 +49,37 @@ func (o *outbox) notify() {
 	}
 }
 
-// frame queues a text frame; once the outbox is closed it is dropped.
+// frame queues a text frame of the relay's own; once the outbox is closed
+// it is dropped.
 func (o *outbox) frame(b []byte) {
+	o.push(controlFrame{data: b})
+}
+
+// reply queues an answer to a frame of the supervisor's. If the replies
+// waiting would then exceed their bound, the outbox closes instead,
+// dropping all it holds, and calls its overflow function.
+func (o *outbox) reply(b []byte) {
+	o.push(controlFrame{data: b, reply: true})
+}
+
+func (o *outbox) push(f controlFrame) {
 	o.mu.Lock()
-	if !o.closed {
-		o.control = append(o.control, b)
+	if o.closed {
+		o.mu.Unlock()
+		return
+	}
+	if f.reply && o.replies+len(f.data) > o.maxReplies {
+		dropped := o.shut(websocket.CloseAbnormalClosure, "")
+		o.control, o.replies = nil, 0
+		o.mu.Unlock()
+		answerLost(dropped)
+		o.notify()
+		o.overflow()
+		return
+	}
+	o.control = append(o.control, f)
+	if f.reply {
+		o.replies += len(f.data)
 	}
 	o.mu.Unlock()
 	o.notify()
@@ -71,16 +112,28 @@ func (o *outbox) write(ctx context.Context, binary bool, data []byte) error {
 // Only the first close counts.
 func (o *outbox) close(code int, reason string) {
 	o.mu.Lock()
-	var dropped []*messages.Outbound
-	if !o.closed {
-		o.closed, o.code, o.reason = true, code, reason
-		dropped, o.data = o.data, nil
-	}
+	dropped := o.shut(code, reason)
 	o.mu.Unlock()
+	answerLost(dropped)
+	o.notify()
+}
+
+// shut marks the outbox closed, if it is not, and returns the data messages
+// it dropped; o.mu is held.
+func (o *outbox) shut(code int, reason string) []*messages.Outbound {
+	if o.closed {
+		return nil
+	}
+	o.closed, o.code, o.reason = true, code, reason
+	dropped := o.data
+	o.data = nil
+	return dropped
+}
+
+func answerLost(dropped []*messages.Outbound) {
 	for _, out := range dropped {
 		out.Answer(relaymsg.ErrTunnelLost)
 	}
-	o.notify()
 }
 
 // next returns the next message to write, control frames first; ok is false
@@ -89,10 +142,13 @@ func (o *outbox) next() (binary bool, data []byte, out *messages.Outbound, ok bo
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.control) > 0 {
-		data = o.control[0]
-		o.control[0] = nil
+		f := o.control[0]
+		o.control[0] = controlFrame{}
 		o.control = o.control[1:]
-		return false, data, nil, true
+		if f.reply {
+			o.replies -= len(f.data)
+		}
+		return false, f.data, nil, true
 	}
 	if len(o.data) > 0 {
 		out = o.data[0]

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -30,6 +29,14 @@ const (
 	DefaultPingInterval = 15 * time.Second
 	// DefaultWriteTimeout bounds each write to the socket: 10 s.
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultAuthReadLimit is the largest message read before auth_ok: 4 KiB,
+	// room for an auth frame with a long key and client string.
+	DefaultAuthReadLimit = 4 << 10
+	// DefaultMaxReplyQueue is how many bytes of answers to the supervisor
+	// (heartbeat_acks, error frames) may wait for its socket: 1 MiB, some
+	// ten thousand acks. A supervisor that lets more pile up is not reading,
+	// and is dropped.
+	DefaultMaxReplyQueue = 1 << 20
 	// rememberedIDs bounds the ids a session remembers having cancelled or
 	// complained about.
 	rememberedIDs = 4096
@@ -45,12 +52,24 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout, default DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
-	// ReadLimit is the largest message accepted; a larger one closes the
-	// connection with 1009. Default wire.DefaultReadLimit (16 MiB).
+	// ReadLimit is the largest message accepted once authenticated; a
+	// larger one closes the connection with 1009. Default
+	// wire.DefaultReadLimit (16 MiB).
 	ReadLimit int64
+	// AuthReadLimit is the largest message accepted before auth_ok (1009
+	// beyond). Default DefaultAuthReadLimit (4 KiB).
+	AuthReadLimit int64
+	// MaxReplyQueue bounds the bytes of answers waiting for the socket; a
+	// supervisor that does not read is dropped (SLOW_READER) rather than
+	// buffered. Default DefaultMaxReplyQueue (1 MiB).
+	MaxReplyQueue int
 	// Window is the flow-control window of each streamed response body.
 	// Default wire.DefaultWindow (1 MiB).
 	Window int64
+	// Budget, if set, bounds the bytes buffered by the response bodies of
+	// every session sharing it (see wire.Budget): a stream whose public
+	// client lags while the budget is spent is cut off.
+	Budget *wire.Budget
 	// Running, if set, counts the session's reader and writer goroutines,
 	// so that its owner can wait for them to end after stopping the
 	// session (they close the socket on their own shortly after).
@@ -70,6 +89,8 @@ func DefaultConfig() Config {
 		PingInterval:     DefaultPingInterval,
 		WriteTimeout:     DefaultWriteTimeout,
 		ReadLimit:        wire.DefaultReadLimit,
+		AuthReadLimit:    DefaultAuthReadLimit,
+		MaxReplyQueue:    DefaultMaxReplyQueue,
 		Window:           wire.DefaultWindow,
 	}
 }
@@ -87,6 +108,12 @@ func (c Config) Validate() error {
 	if c.ReadLimit < 1 {
 		return errors.New("session: ReadLimit must be positive")
 	}
+	if c.AuthReadLimit < 1 || c.AuthReadLimit > c.ReadLimit {
+		return fmt.Errorf("session: AuthReadLimit must be 1 to ReadLimit, got %d", c.AuthReadLimit)
+	}
+	if c.MaxReplyQueue < 1 {
+		return fmt.Errorf("session: MaxReplyQueue must be positive, got %d", c.MaxReplyQueue)
+	}
 	if c.Window < 1 {
 		return errors.New("session: Window must be positive")
 	}
@@ -95,8 +122,26 @@ func (c Config) Validate() error {
 
 // Props returns the props of a session that owns conn, a freshly upgraded
 // connection from a supervisor at remoteAddr. cfg must be valid.
+//
+// The props hand conn to the first session they produce and forget it: a
+// stopped actor's context, and with it its props, can stay reachable
+// (protoactor's child set keeps stale slots), and must then hold nothing of
+// the connection. A second instance, were the session ever restarted, finds
+// no connection and stops.
 func Props(conn *websocket.Conn, remoteAddr string, cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return newSession(conn, remoteAddr, cfg) })
+	h := &handoff{conn: conn}
+	return actor.PropsFromProducer(func() actor.Actor { return newSession(h.take(), remoteAddr, cfg) })
+}
+
+// handoff holds a connection until one session takes it. Producers run on
+// the spawning actor's goroutine, then on the session's own (a restart),
+// never at once.
+type handoff struct{ conn *websocket.Conn }
+
+func (h *handoff) take() *websocket.Conn {
+	c := h.conn
+	h.conn = nil
+	return c
 }
 
 type phase int
@@ -104,6 +149,7 @@ type phase int
 const (
 	awaitingAuth   phase = iota // nothing received yet
 	authenticating              // auth frame sent to the auth manager
+	refusing                    // key wrong, the answer held for a while
 	registering                 // key good, waiting for the router
 	open                        // auth_ok sent
 	closed
@@ -131,13 +177,18 @@ type session struct {
 	link       *link
 	log        *logrus.Entry
 
+	timers    *scheduler.TimerScheduler
 	authTimer scheduler.CancelFunc
-	calls     map[string]*call
+	// refuseTimer ends the wait of a refusal the auth manager held.
+	refuseTimer scheduler.CancelFunc
+	// calls and the id sets are made on first use: a connection that never
+	// authenticates holds none of them.
+	calls map[string]*call
 	// cancelled holds ids this side cancelled or refused: late frames about
 	// them are dropped without a word. complained holds ids already
 	// answered with an error frame, which is said once.
-	cancelled  *idSet
-	complained *idSet
+	cancelled  idSet
+	complained idSet
 }
 
 func newSession(conn *websocket.Conn, addr string, cfg Config) *session {
@@ -155,9 +206,8 @@ func newSession(conn *websocket.Conn, addr string, cfg Config) *session {
 		conn:       conn,
 		addr:       addr,
 		id:         id,
-		calls:      make(map[string]*call),
-		cancelled:  newIDSet(rememberedIDs),
-		complained: newIDSet(rememberedIDs),
+		cancelled:  idSet{limit: rememberedIDs},
+		complained: idSet{limit: rememberedIDs},
 		log:        logger.WithFields(logrus.Fields{"actor": "session", "session_id": id, "remote_addr": addr}),
 	}
 }
@@ -169,8 +219,13 @@ func (s *session) Receive(ctx actor.Context) {
 		return
 	case *actor.Stopping, *actor.Restarting:
 		// A session owns its socket, so a restart closes it as a stop does
-		// (the new instance then finds it closed, and stops).
+		// (the new instance then finds no socket, and stops).
 		s.stopping(ctx)
+		return
+	case *actor.Stopped:
+		// Keep nothing: a stale reference to this actor, protoactor's or
+		// anyone's, must not hold the connection, its streams or its ids.
+		*s = session{phase: closed}
 		return
 	}
 	if s.phase == closed {
@@ -195,15 +250,26 @@ func (s *session) Receive(ctx actor.Context) {
 	case *writeFailed:
 		s.log.WithError(msg.err).Warn("Writing to the supervisor failed")
 		s.close(ctx, WriteFailed)
+	case *backlogged:
+		s.log.WithField("limit", s.cfg.MaxReplyQueue).Warn("Supervisor is not reading its answers; dropping it")
+		s.close(ctx, SlowReader)
 	case *authTimedOut:
-		if s.phase != open {
+		switch s.phase {
+		case open:
+		case refusing:
+			s.refuse(ctx)
+		default:
 			s.log.WithField("delay", s.cfg.AuthTimeout.String()).Warn("No valid auth in time; closing")
 			s.close(ctx, AuthTimeout)
+		}
+	case *refuseNow:
+		if s.phase == refusing {
+			s.refuse(ctx)
 		}
 	case *relaymsg.AuthResult:
 		s.onAuthResult(ctx, msg)
 	case *relaymsg.Registered:
-		s.onRegistered()
+		s.onRegistered(ctx, msg)
 	case *relaymsg.Dispatch:
 		s.onDispatch(msg.Exchange)
 	case *relaymsg.Cancel:
@@ -212,6 +278,11 @@ func (s *session) Receive(ctx actor.Context) {
 		if c := s.calls[msg.MessageID]; c != nil {
 			s.drop(msg.MessageID, c, errReleased)
 		}
+	case *relaymsg.Evict:
+		if s.phase != open {
+			s.log.Debug("Unauthenticated connection evicted to make room")
+			s.close(ctx, Evicted)
+		}
 	case *relaymsg.CloseSession:
 		s.code = msg.Code
 		s.log.WithField("reason", msg.Reason).Info("Session replaced")
@@ -219,24 +290,27 @@ func (s *session) Receive(ctx actor.Context) {
 	}
 }
 
-type authTimedOut struct{}
+// Timer messages: the auth timeout, the end of a held refusal.
+type (
+	authTimedOut struct{}
+	refuseNow    struct{}
+)
 
+// start runs the reader. The writer waits until there is something to
+// write for an authenticated session, or a close to send: a connection that
+// never authenticates costs one goroutine.
 func (s *session) start(ctx actor.Context) {
-	s.conn.SetReadLimit(s.cfg.ReadLimit)
+	if s.conn == nil {
+		s.phase = closed
+		ctx.Stop(ctx.Self())
+		return
+	}
 	system := ctx.ActorSystem()
 	self := ctx.Self()
-	s.link = &link{
-		conn:       s.conn,
-		out:        newOutbox(),
-		cfg:        s.cfg,
-		closing:    new(atomic.Bool),
-		report:     func(msg any) { system.Root.Send(self, msg) },
-		readerDone: make(chan struct{}),
-	}
-	s.cfg.Running.Add(2)
-	go s.link.read()
-	go s.link.write()
-	s.authTimer = scheduler.NewTimerScheduler(ctx).SendOnce(s.cfg.AuthTimeout, self, &authTimedOut{})
+	s.link = newLink(s.conn, s.cfg, func(msg any) { system.Root.Send(self, msg) })
+	s.link.startReader()
+	s.timers = scheduler.NewTimerScheduler(ctx)
+	s.authTimer = s.timers.SendOnce(s.cfg.AuthTimeout, self, &authTimedOut{})
 	s.log.Debug("Supervisor connected")
 }
 
@@ -252,17 +326,27 @@ func (s *session) close(ctx actor.Context, cause Cause) {
 }
 
 func (s *session) stopping(ctx actor.Context) {
+	if s.link == nil {
+		return // never started: no connection
+	}
 	if s.phase != closed {
 		// Stopped from outside: the relay is shutting down.
 		s.cause, s.phase = Shutdown, closed
 		s.link.closing.Store(true)
 	}
 	s.authTimer()
+	if s.refuseTimer != nil {
+		s.refuseTimer()
+	}
 	code, reason := causes[s.cause].code, causes[s.cause].reason
 	if s.code != 0 {
 		code = s.code
 	}
 	s.link.out.close(code, reason)
+	s.link.proceed()
+	if s.cause == AuthTimeout {
+		ctx.Send(ctx.Parent(), &relaymsg.AuthTimedOut{Addr: s.addr})
+	}
 	for id, c := range s.calls {
 		s.drop(id, c, relaymsg.ErrTunnelLost)
 	}
@@ -270,8 +354,12 @@ func (s *session) stopping(ctx actor.Context) {
 		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String()})
 	}
 	entry := s.log.WithFields(logrus.Fields{"failure_type": s.cause.String(), "code": code})
-	switch s.cause {
-	case PeerGone, Shutdown, TakenOver:
+	switch {
+	case !s.registered:
+		// Never authenticated: the cause was logged as it came, if it
+		// matters, and an unauthenticated flood must not double the log.
+		entry.Debug("Session closed")
+	case s.cause == PeerGone, s.cause == Shutdown, s.cause == TakenOver:
 		entry.Info("Session closed")
 	default:
 		entry.Warn("Session closed")
