@@ -133,3 +133,28 @@ func TestRestartDelay(t *testing.T) {
 		t.Errorf("exponential auth failure: %v, want at least the auth retry delay 30s", got)
 	}
 }
+
+// TestKeyInClear pins when the API key would cross the network unencrypted:
+// only over ws:// to a host that is not loopback. wss:// never sends it in
+// clear, and ws:// to localhost, 127.x or ::1 never leaves the machine.
+func TestKeyInClear(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"ws://relay.example:8080/tunnel", true},
+		{"ws://10.0.0.5/tunnel", true},
+		{"ws://127.0.0.1:8080/tunnel", false},
+		{"ws://localhost/tunnel", false},
+		{"ws://[::1]:8080/tunnel", false},
+		{"wss://relay.example/tunnel", false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			c := validConfig()
+			c.RelayURL = tc.url
+			if got := c.KeyInClear(); got != tc.want {
+				t.Errorf("KeyInClear() with RelayURL %s = %v, want %v", tc.url, got, tc.want)
+			}
+		})
+	}
+}

@@ -125,7 +125,10 @@ func (s *sampler) Format(e *logrus.Entry) ([]byte, error) {
 		w = &window{}
 		s.windows[e.Message] = w
 	}
-	if e.Time.Sub(w.start) >= time.Second || e.Time.Before(w.start) {
+	// logrus stamps an entry before it formats it, outside its lock, so
+	// entries can come a little out of order: only a gap of a second
+	// either way opens a new window.
+	if d := e.Time.Sub(w.start); d >= time.Second || d <= -time.Second {
 		w.start, w.lines = e.Time, 0
 	}
 	if w.lines >= s.perSecond {

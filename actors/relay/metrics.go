@@ -26,6 +26,7 @@ type metrics struct {
 	authFailures *prometheus.CounterVec
 	upgrades     *prometheus.CounterVec
 	requests     *prometheus.CounterVec
+	inFlight     *prometheus.GaugeVec
 	latency      *prometheus.HistogramVec
 	bytesIn      prometheus.Counter
 	bytesOut     prometheus.Counter
@@ -53,6 +54,9 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tunnel_relay_requests_total", Help: "Public requests by tunnel and HTTP status (499: client left first).",
 		}, []string{"tunnel", "code"}),
+		inFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tunnel_relay_requests_in_flight", Help: "Public requests in progress, by tunnel: from their arrival to the end of their response.",
+		}, []string{"tunnel"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "tunnel_relay_request_duration_seconds", Help: "Time from a public request to the end of its response.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
@@ -71,7 +75,7 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tunnel_relay_buffered_bytes", Help: "Bytes of streamed responses buffered for public clients.",
 	}, func() float64 { return float64(budget.Used()) })
-	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.latency,
+	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
 		m.bytesIn, m.bytesOut, buffered,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

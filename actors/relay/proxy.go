@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
@@ -31,9 +32,15 @@ const copyBuffer = 32 << 10
 // the supervisor sees: /t/{name}/rest goes to tunnel name as /rest,
 // anything else to the default tunnel unchanged. The path is normalised
 // first (see normalPath), so that no dot segment reaches a tunnel or its
-// upstream. ok is false for a request target that is not a path.
+// upstream. An empty path (an absolute-form target with none) is "/", as
+// RFC 9110 section 4.2.3 says. ok is false for a request target that is
+// not a path.
 func route(req *http.Request) (tunnel, path string, ok bool) {
-	path, ok = normalPath(req.URL.EscapedPath())
+	escaped := req.URL.EscapedPath()
+	if escaped == "" && req.URL.Opaque == "" && req.URL.Host != "" {
+		escaped = "/"
+	}
+	path, ok = normalPath(escaped)
 	if !ok {
 		return "", "", false
 	}
@@ -54,9 +61,11 @@ func route(req *http.Request) (tunnel, path string, ok bool) {
 // A), then dot segments are removed (section 5.2.4), so that
 // /t/b/../../admin is /admin and /a/%2e%2e/b is /b. Other escapes, %2F among
 // them, stay as they are, and so do repeated slashes. ok is false unless
-// the path starts with a slash (an asterisk, say).
+// the path starts with a slash (an asterisk, say) and every '%' starts an
+// escape: decoding around a stray one could make a new escape ("%%32%65"
+// would become "%2e"), which the upstream would decode once more.
 func normalPath(escaped string) (string, bool) {
-	if !strings.HasPrefix(escaped, "/") {
+	if !strings.HasPrefix(escaped, "/") || !validEscapes(escaped) {
 		return "", false
 	}
 	segments := strings.Split(decodeUnreserved(escaped)[1:], "/")
@@ -98,6 +107,24 @@ func decodeUnreserved(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
+}
+
+// validEscapes reports whether every '%' in s is followed by two hex digits.
+func validEscapes(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '%' {
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			return false
+		}
+		i += 2
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func unreserved(c byte) bool {
@@ -225,10 +252,11 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 // slots counts the public requests each tunnel has in flight, from their
 // arrival (before their body is read) to the end of their response.
 type slots struct {
-	limit   int
-	tunnels map[string]string // the tunnels there are: no other name takes a slot
-	mu      sync.Mutex
-	taken   map[string]int
+	limit    int
+	tunnels  map[string]string // the tunnels there are: no other name takes a slot
+	inFlight *prometheus.GaugeVec
+	mu       sync.Mutex
+	taken    map[string]int
 }
 
 // take takes a slot of tunnel, if it is a tunnel and has one free.
@@ -245,6 +273,7 @@ func (s *slots) take(tunnel string) bool {
 		s.taken = make(map[string]int)
 	}
 	s.taken[tunnel]++
+	s.inFlight.WithLabelValues(tunnel).Inc()
 	return true
 }
 
@@ -254,6 +283,7 @@ func (s *slots) give(tunnel string) {
 	if s.taken[tunnel]--; s.taken[tunnel] == 0 {
 		delete(s.taken, tunnel)
 	}
+	s.inFlight.WithLabelValues(tunnel).Dec()
 }
 
 // refusal says why take refused. A name no key opens is answered as a
@@ -387,6 +417,13 @@ func (p *proxyCall) requestHeaders() map[string][]string {
 			hop = strings.Join(prior, ", ") + ", " + hop
 		}
 	} else {
+		// Any X-Forwarded-* (-Port, -Prefix, -Ssl...) a client sends is
+		// its own say, which frameworks would take for a proxy's.
+		for name := range h {
+			if strings.HasPrefix(name, "X-Forwarded-") {
+				delete(h, name)
+			}
+		}
 		h.Set("X-Forwarded-For", addrText(client, p.req.RemoteAddr))
 		h.Set("X-Forwarded-Host", p.req.Host)
 		h.Set("X-Forwarded-Proto", proto)

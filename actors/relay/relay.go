@@ -92,12 +92,13 @@ func Start(cfg Config) (*Relay, error) {
 		}
 	}
 	budget := wire.NewBudget(cfg.MaxBuffered)
+	m := newMetrics(keys, budget)
 	r := &Relay{
 		cfg:      cfg,
 		log:      cfg.Logger.WithField("actor", "relay"),
-		metrics:  newMetrics(keys, budget),
+		metrics:  m,
 		proxies:  proxies(cfg.TrustedProxies),
-		slots:    slots{limit: cfg.MaxConcurrent, tunnels: keys},
+		slots:    slots{limit: cfg.MaxConcurrent, tunnels: keys, inFlight: m.inFlight},
 		listener: ln,
 		adminLn:  adminLn,
 		closing:  make(chan struct{}),

@@ -3,11 +3,13 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 const (
@@ -314,5 +316,91 @@ func TestDecodeChunkMalformed(t *testing.T) {
 				t.Errorf("DecodeChunk(%v) = %q, %v, %v; want ErrMalformed", tc.in, id, chunk, err)
 			}
 		})
+	}
+}
+
+// TestExcerpt pins what Excerpt makes of a peer-chosen field before it is
+// logged: up to MaxExcerpt (64) bytes pass unchanged; anything longer is cut
+// to at most 64 bytes without splitting a character and marked with the
+// length it had, however long that was.
+func TestExcerpt(t *testing.T) {
+	if MaxExcerpt != 64 {
+		t.Fatalf("MaxExcerpt = %d, want 64: log lines are sized for it", MaxExcerpt)
+	}
+	a := func(n int) string { return strings.Repeat("a", n) }
+	tests := []struct {
+		name string
+		in   string
+		want string
+	}{
+		{"empty", "", ""},
+		{"short", "Invalid API key", "Invalid API key"},
+		{"exactly 64 ASCII bytes", a(64), a(64)},
+		{"exactly 64 bytes of two-byte runes", strings.Repeat("é", 32), strings.Repeat("é", 32)},
+		{"65 ASCII bytes", a(65), a(64) + "…(65 bytes)"},
+		// "€" is three bytes: at 63 it spans bytes 63 to 65, across the cut,
+		// and goes whole.
+		{"three-byte rune across byte 64", a(63) + "€tail", a(63) + "…(70 bytes)"},
+		{"two-byte rune across byte 64", a(63) + "é", a(63) + "…(65 bytes)"},
+		{"four-byte rune across byte 64", a(62) + "😀", a(62) + "…(66 bytes)"},
+		{"rune ending at byte 64 is kept", a(61) + "€b", a(61) + "€…(65 bytes)"},
+		{"1 MiB", a(1 << 20), a(64) + "…(1048576 bytes)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Excerpt(tc.in)
+			if got != tc.want {
+				t.Errorf("Excerpt = %q, want %q", got, tc.want)
+			}
+			if !utf8.ValidString(got) {
+				t.Errorf("Excerpt = %q, not valid UTF-8", got)
+			}
+			// However long the field, the log line stays short.
+			if len(got) >= 100 {
+				t.Errorf("Excerpt is %d bytes long, want under 100", len(got))
+			}
+		})
+	}
+}
+
+// TestExcerptCutsOnARuneBoundary cuts strings of one-, two-, three- and
+// four-byte runes, shifted by up to seven ASCII bytes so that every position
+// of a rune against the cut comes up: the kept head is a prefix of the input
+// of at most MaxExcerpt bytes, ends on a character boundary, falls short of
+// the limit by less than one character, and the mark gives the input's
+// length.
+func TestExcerptCutsOnARuneBoundary(t *testing.T) {
+	for _, r := range []string{"a", "é", "€", "😀"} {
+		for pad := range 2 * utf8.UTFMax {
+			in := strings.Repeat("x", pad) + strings.Repeat(r, MaxExcerpt/len(r)+1)
+			got := Excerpt(in)
+			mark := fmt.Sprintf("…(%d bytes)", len(in))
+			head, ok := strings.CutSuffix(got, mark)
+			switch {
+			case !ok:
+				t.Errorf("Excerpt(%q) = %q, want it to end with %q", in, got, mark)
+			case !strings.HasPrefix(in, head) || !utf8.ValidString(head):
+				t.Errorf("Excerpt(%q) kept %q, not a valid prefix", in, head)
+			case len(head) > MaxExcerpt || len(head) <= MaxExcerpt-len(r):
+				t.Errorf("Excerpt(%q) kept %d bytes, want at most %d and less than a rune short of it", in, len(head), MaxExcerpt)
+			}
+		}
+	}
+}
+
+// TestExcerptOfInvalidUTF8 feeds bytes that are not UTF-8, as a hostile or
+// broken peer may send: what comes back is still valid UTF-8, short, and
+// marked with the input's length.
+func TestExcerptOfInvalidUTF8(t *testing.T) {
+	for _, in := range []string{
+		strings.Repeat("\xff", 100),
+		strings.Repeat("\x80", 100),          // nothing but continuation bytes
+		strings.Repeat("a", 63) + "\xe2\x82", // a rune cut short at the limit
+		strings.Repeat("ok\xc0", 40),
+	} {
+		got := Excerpt(in)
+		if !utf8.ValidString(got) || len(got) >= 100 || !strings.HasSuffix(got, fmt.Sprintf("…(%d bytes)", len(in))) {
+			t.Errorf("Excerpt(%q) = %q; want valid UTF-8 under 100 bytes, marked with the length %d", in, got, len(in))
+		}
 	}
 }

@@ -256,7 +256,11 @@ func (s *session) onReadFailed(ctx actor.Context, err error) {
 	var ne net.Error
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
-		s.log.WithField("limit", s.cfg.ReadLimit).Warn("Message over the read limit")
+		limit := s.cfg.ReadLimit
+		if s.phase != open {
+			limit = s.cfg.AuthReadLimit
+		}
+		s.log.WithField("limit", limit).Warn("Message over the read limit")
 		s.close(ctx, TooBig)
 	case errors.As(err, &ne) && ne.Timeout():
 		s.log.WithField("delay", s.cfg.HeartbeatTimeout.String()).Warn("Nothing from the supervisor for the heartbeat timeout; dropping it")

@@ -62,11 +62,26 @@ type harness struct {
 	chunks  chan []byte
 	pings   chan time.Time
 	closed  chan int // the close code the client received (1006: none)
+	// deaf makes the client stop reading once it has read auth_ok, until
+	// resume is closed (resumeReading, or the harness's cleanup).
+	deaf       bool
+	resume     chan struct{}
+	resumeOnce sync.Once
 }
+
+// harnessOption changes the test client of a harness.
+type harnessOption func(*harness)
+
+// deafAfterAuthOK makes the client a supervisor that stops reading once it
+// has read auth_ok: over the synchronous pipe, the session's writer then
+// blocks on its next message. The client still writes (the session's
+// reader reads on), and reads again after resumeReading, or when the
+// harness cleans up.
+func deafAfterAuthOK(h *harness) { h.deaf = true }
 
 // newHarness must run in a probe.Bubble. answerPings false makes the client
 // a peer that never answers pings.
-func newHarness(t *testing.T, system *actor.ActorSystem, cfg session.Config, answerPings bool) *harness {
+func newHarness(t *testing.T, system *actor.ActorSystem, cfg session.Config, answerPings bool, opts ...harnessOption) *harness {
 	t.Helper()
 	var running sync.WaitGroup
 	cfg.Running = &running
@@ -77,6 +92,10 @@ func newHarness(t *testing.T, system *actor.ActorSystem, cfg session.Config, ans
 		chunks: make(chan []byte, 64),
 		pings:  make(chan time.Time, 64),
 		closed: make(chan int, 1),
+		resume: make(chan struct{}),
+	}
+	for _, opt := range opts {
+		opt(h)
 	}
 	server, client := wsPair(t)
 	h.client = client
@@ -86,6 +105,7 @@ func newHarness(t *testing.T, system *actor.ActorSystem, cfg session.Config, ans
 	t.Cleanup(func() {
 		running.Wait()
 		_ = client.Close()
+		h.resumeReading()
 		<-readerDone
 	})
 	h.p = probe.New(t, h.system)
@@ -125,7 +145,15 @@ func (h *harness) read(done chan struct{}) {
 			continue
 		}
 		h.frames <- f
+		if h.deaf && f.Type == wire.TypeAuthOK {
+			<-h.resume
+		}
 	}
+}
+
+// resumeReading lets a deaf client read again.
+func (h *harness) resumeReading() {
+	h.resumeOnce.Do(func() { close(h.resume) })
 }
 
 func (h *harness) send(f *wire.Frame) {
