@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"sync"
-	"sync/atomic"
 )
 
 // ErrWindowExceeded is returned by StreamReader.Push when the sender has more
@@ -16,49 +15,88 @@ import (
 // control, which the receiver treats as a protocol error.
 var ErrWindowExceeded = errors.New("wire: stream window exceeded")
 
-// ErrBudgetExceeded is returned by StreamReader.Push when the budget the
-// reader shares with others is spent and this reader already holds
-// unread bytes: its consumer is behind, and the receiver gives the stream up
-// rather than let many slow consumers add up.
+// ErrBudgetExceeded ends a StreamReader that held the most unread bytes
+// when the budget it shares with others ran out: its consumer lags the
+// most, and the receiver gives its stream up rather than let the laggards
+// of many streams add up.
 var ErrBudgetExceeded = errors.New("wire: buffer budget exceeded")
 
 // Budget bounds the bytes that many StreamReaders buffer together, besides
 // each one's window. It is safe for concurrent use.
 //
-// A reader whose buffer is empty may always take a chunk, even over the
-// budget: its consumer keeps up, and refusing it would punish the fast for
-// the slow. A reader that still holds unread bytes is refused once the
-// budget is spent. So the budget is exceeded by at most one chunk per stream
-// in flight, and only streams whose consumers lag are cut.
+// When a chunk takes the readers over the budget, the reader that holds the
+// most unread bytes is given up: its buffer is dropped and its Read fails
+// with ErrBudgetExceeded at once. That is the stream whose consumer lags
+// the most; a consumer that keeps up holds a chunk or two, and is the last
+// to be cut. So the budget is exceeded by at most one chunk, for a moment.
 type Budget struct {
 	limit int64
-	used  atomic.Int64
+	mu    sync.Mutex
+	used  int64
+	held  map[*StreamReader]int64 // unread bytes of each reader that holds some
 }
 
 // NewBudget returns a budget of limit bytes.
-func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
-
-// Used is how many bytes the readers sharing b hold now.
-func (b *Budget) Used() int64 { return b.used.Load() }
-
-// take counts n more bytes, unless force is false and they do not fit.
-func (b *Budget) take(n int64, force bool) bool {
-	if force {
-		b.used.Add(n)
-		return true
-	}
-	for {
-		used := b.used.Load()
-		if used+n > b.limit {
-			return false
-		}
-		if b.used.CompareAndSwap(used, used+n) {
-			return true
-		}
-	}
+func NewBudget(limit int64) *Budget {
+	return &Budget{limit: limit, held: make(map[*StreamReader]int64)}
 }
 
-func (b *Budget) release(n int64) { b.used.Add(-n) }
+// Used is how many bytes the readers sharing b hold now.
+func (b *Budget) Used() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.used
+}
+
+// add counts n more bytes held by r. Over the limit, it forgets the reader
+// that holds the most and returns it, for the caller to give up.
+func (b *Budget) add(r *StreamReader, n int64) (victim *StreamReader) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.held[r] += n
+	b.used += n
+	if b.used <= b.limit {
+		return nil
+	}
+	var most int64
+	for reader, held := range b.held {
+		// Ties go to the reader pushing, so that the choice does not
+		// hang on map order.
+		if held > most || held == most && reader == r {
+			victim, most = reader, held
+		}
+	}
+	b.forgetLocked(victim)
+	return victim
+}
+
+// release gives back n bytes r held; nothing if r was forgotten.
+func (b *Budget) release(r *StreamReader, n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	held, ok := b.held[r]
+	if !ok {
+		return
+	}
+	if held <= n {
+		b.forgetLocked(r)
+		return
+	}
+	b.held[r] = held - n
+	b.used -= n
+}
+
+// forget gives back everything r holds.
+func (b *Budget) forget(r *StreamReader) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.forgetLocked(r)
+}
+
+func (b *Budget) forgetLocked(r *StreamReader) {
+	b.used -= b.held[r]
+	delete(b.held, r)
+}
 
 // SendWindow is a stream sender's credit of chunk bytes: it starts at the
 // initial window and grows with each window_update. It is safe for concurrent
@@ -165,7 +203,6 @@ type StreamReader struct {
 	closed  bool
 	grant   func(n int64)
 	budget  *Budget // shared with other readers; nil: none
-	held    int64   // bytes in chunks, counted against budget
 }
 
 // NewStreamReader returns the reader of a stream whose sender starts with
@@ -177,7 +214,7 @@ func NewStreamReader(window int64, grant func(n int64)) *StreamReader {
 }
 
 // Share makes r count its buffered bytes against b (see Budget) and returns
-// r. Call it before the first Push.
+// r. Call it before the first Push, from the goroutine that pushes.
 func (r *StreamReader) Share(b *Budget) *StreamReader {
 	r.budget = b
 	return r
@@ -185,28 +222,53 @@ func (r *StreamReader) Share(b *Budget) *StreamReader {
 
 // Push adds a copy of one chunk to the buffer. It returns an error wrapping
 // ErrWindowExceeded, and keeps nothing, if the chunk is larger than the
-// credit the sender has left, and one wrapping ErrBudgetExceeded if the
-// shared budget is spent while r still holds unread bytes. After Finish,
-// Fail or Close the chunk is dropped without error.
+// credit the sender has left. If the chunk takes a shared budget over its
+// limit, the reader that holds the most is given up (see Budget); if that
+// is r, Push returns an error wrapping ErrBudgetExceeded. After Finish, Fail
+// or Close the chunk is dropped without error.
 func (r *StreamReader) Push(chunk []byte) error {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed || r.end != nil || len(chunk) == 0 {
+		r.mu.Unlock()
 		return nil
 	}
 	if int64(len(chunk)) > r.credit {
+		r.mu.Unlock()
 		return fmt.Errorf("%w: %d byte chunk with %d bytes of credit", ErrWindowExceeded, len(chunk), r.credit)
-	}
-	if r.budget != nil {
-		if !r.budget.take(int64(len(chunk)), r.held == 0) {
-			return fmt.Errorf("%w: %d bytes unread in this stream, %d in all", ErrBudgetExceeded, r.held, r.budget.Used())
-		}
-		r.held += int64(len(chunk))
 	}
 	r.credit -= int64(len(chunk))
 	r.chunks = append(r.chunks, bytes.Clone(chunk))
 	r.arrived.Signal()
+	var victim *StreamReader
+	if r.budget != nil {
+		// Counted under r.mu, so that a Read cannot give the bytes back
+		// before they are counted.
+		victim = r.budget.add(r, int64(len(chunk)))
+	}
+	r.mu.Unlock()
+	if victim == nil {
+		return nil
+	}
+	err := fmt.Errorf("%w: this stream held the most unread bytes when the budget of %d ran out", ErrBudgetExceeded, r.budget.limit)
+	victim.abort(err)
+	if victim == r {
+		return err
+	}
 	return nil
+}
+
+// abort ends the stream with err at once, dropping what is buffered: Read
+// returns err without draining.
+func (r *StreamReader) abort(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.end = err
+	r.chunks = nil
+	r.budget.forget(r)
+	r.arrived.Broadcast()
 }
 
 // Finish marks the end of the stream (stream_end): Read returns io.EOF once
@@ -265,7 +327,9 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 		}
 	}
 	r.drained += int64(n)
-	r.unhold(int64(n))
+	if r.budget != nil {
+		r.budget.release(r, int64(n))
+	}
 	var grant int64
 	if r.end == nil && r.drained >= r.batch {
 		// Count the credit before the window_update leaves, so that chunks
@@ -287,17 +351,11 @@ func (r *StreamReader) Close() error {
 	defer r.mu.Unlock()
 	r.closed = true
 	r.chunks = nil
-	r.unhold(r.held)
+	if r.budget != nil {
+		r.budget.forget(r)
+	}
 	r.arrived.Broadcast()
 	return nil
-}
-
-// unhold gives n buffered bytes back to the budget; r.mu is held.
-func (r *StreamReader) unhold(n int64) {
-	if r.budget != nil && n > 0 {
-		r.held -= n
-		r.budget.release(n)
-	}
 }
 
 // SendStream sends body as the stream messageID: it reads up to chunkSize

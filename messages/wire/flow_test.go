@@ -791,3 +791,487 @@ func BenchmarkSendStream(b *testing.B) {
 		}
 	}
 }
+
+// TestStreamReaderBudget walks three readers that share one budget through
+// pushes, reads, finishes, failures and closes, and checks after every step
+// what Push or Read answered and what the budget counts. It pins Budget's
+// contract: readers count their pushed but unread bytes in Used; when a Push
+// takes Used over the limit, the reader that then holds the most unread bytes
+// (the chunk just pushed included) is given up at once, its bytes dropped and
+// given back, so that Used is within the limit again when Push returns; Push
+// fails with ErrBudgetExceeded only if that reader is the pusher's, and the
+// given-up reader's Read fails with it without draining; later pushes to it
+// are dropped; Read and Close give bytes back, Finish and Fail leave them to
+// be drained; a push the window refuses changes nothing; and once every
+// reader is drained or closed Used is 0.
+//
+// Each pushed chunk is filled with a byte of its own, and every read is
+// compared with what the reader was sent, so that a cut dropping the wrong
+// bytes, or a chunk kept by the wrong reader, cannot go unnoticed. No case
+// has two readers holding the most at once: which of them is cut is left
+// open.
+func TestStreamReaderBudget(t *testing.T) {
+	errUpstream := errors.New("upstream: connection reset")
+	type step struct {
+		op     string // push, cut, refuse, read, drain, ended, finish, fail or close
+		reader int
+		n      int   // bytes pushed, or read
+		err    error // what Read returns once the stream is over (ended)
+		used   int64 // Budget.Used after the step
+	}
+	// push expects Push to return nil: the chunk is kept, it takes the
+	// budget over and another reader is cut, or it is dropped because the
+	// reader has ended.
+	push := func(r, n int, used int64) step { return step{op: "push", reader: r, n: n, used: used} }
+	// cut expects Push to fail with ErrBudgetExceeded: the pusher's reader
+	// held the most and was given up.
+	cut := func(r, n int, used int64) step { return step{op: "cut", reader: r, n: n, used: used} }
+	// refuse expects Push to fail with ErrWindowExceeded.
+	refuse := func(r, n int, used int64) step { return step{op: "refuse", reader: r, n: n, used: used} }
+	// read reads exactly n bytes with a buffer of n.
+	read := func(r, n int, used int64) step { return step{op: "read", reader: r, n: n, used: used} }
+	// drain reads with a buffer larger than n and expects exactly the n
+	// bytes still buffered.
+	drain := func(r, n int, used int64) step { return step{op: "drain", reader: r, n: n, used: used} }
+	// ended expects Read to return 0 and err at once.
+	ended := func(r int, err error, used int64) step { return step{op: "ended", reader: r, err: err, used: used} }
+	// gone expects the reader given up: Read fails at once, without
+	// draining what it held.
+	gone := func(r int, used int64) step { return ended(r, ErrBudgetExceeded, used) }
+	finish := func(r int, used int64) step { return step{op: "finish", reader: r, used: used} }
+	fail := func(r int, used int64) step { return step{op: "fail", reader: r, err: errUpstream, used: used} }
+	closeReader := func(r int, used int64) step { return step{op: "close", reader: r, used: used} }
+
+	tests := []struct {
+		name   string
+		limit  int64
+		window int64
+		steps  []step
+	}{
+		{"a chunk that fits", 10, 100, []step{
+			push(0, 6, 6), read(0, 2, 4), drain(0, 4, 0),
+		}},
+		{"chunks that just fill the limit cut nobody", 10, 100, []step{
+			push(0, 6, 6), push(1, 3, 9), push(2, 1, 10),
+			drain(0, 6, 4), drain(1, 3, 1), drain(2, 1, 0),
+		}},
+		{"the pusher holding the most is cut", 10, 100, []step{
+			// Reader 0 holds 8 against reader 1's 3 when Used reaches 11.
+			push(1, 3, 3), push(0, 4, 7), cut(0, 4, 3),
+			gone(0, 3), gone(0, 3), drain(1, 3, 0),
+		}},
+		{"a chunk over the whole limit cuts its own reader", 10, 100, []step{
+			cut(0, 11, 0), gone(0, 0),
+			// The budget is whole again for the others.
+			push(1, 10, 10), drain(1, 10, 0),
+		}},
+		{"a zero budget cuts every chunk", 0, 100, []step{
+			cut(0, 1, 0), cut(1, 1, 0), gone(0, 0), gone(1, 0),
+		}},
+		{"another reader holding more is cut instead", 10, 100, []step{
+			// At 11, reader 0 holds 5, readers 1 and 2 hold 3 each: the
+			// pusher and the third reader keep their bytes.
+			push(0, 5, 5), push(2, 3, 8), push(1, 1, 9), push(1, 2, 6),
+			gone(0, 6), drain(1, 3, 3), drain(2, 3, 0),
+		}},
+		{"unread bytes count, not bytes received", 10, 100, []step{
+			// At 11, reader 0 has received 10 bytes but holds 3; reader 1
+			// has received and holds 8.
+			push(0, 9, 9), read(0, 7, 2), push(1, 4, 6), push(1, 4, 10), push(0, 1, 3),
+			gone(1, 3), drain(0, 3, 0),
+		}},
+		{"a reader that keeps up is never cut, a lagging one is", 10, 100, []step{
+			// Reader 0 reads each chunk before the next, reader 1 never
+			// reads: at 12 it holds 9 of them.
+			push(0, 3, 3), drain(0, 3, 0), push(1, 3, 3),
+			push(0, 3, 6), drain(0, 3, 3), push(1, 3, 6),
+			push(0, 3, 9), drain(0, 3, 6), push(1, 3, 9),
+			push(0, 3, 3), gone(1, 3), drain(0, 3, 0),
+			push(0, 3, 3), drain(0, 3, 0),
+		}},
+		{"a lagging reader's own chunk cuts it", 10, 100, []step{
+			push(1, 4, 4), push(0, 3, 7), drain(0, 3, 4),
+			push(1, 4, 8), push(0, 2, 10), drain(0, 2, 8),
+			cut(1, 4, 0), gone(1, 0),
+			push(0, 10, 10), drain(0, 10, 0),
+		}},
+		{"a cut gives back all a partly read reader held", 10, 100, []step{
+			push(0, 5, 5), read(0, 2, 3), push(1, 2, 5), cut(0, 6, 2),
+			gone(0, 2), drain(1, 2, 0),
+		}},
+		{"reads and close give bytes back", 10, 100, []step{
+			push(0, 6, 6), push(1, 3, 9), read(0, 2, 7), read(1, 1, 6),
+			closeReader(0, 2), closeReader(0, 2), push(0, 5, 2), ended(0, io.ErrClosedPipe, 2),
+			// The room Close gave back takes a chunk without a cut.
+			push(2, 8, 10), drain(1, 2, 8), drain(2, 8, 0),
+		}},
+		{"close of a drained reader gives back nothing", 10, 100, []step{
+			push(0, 6, 6), push(1, 4, 10), drain(0, 6, 4), closeReader(0, 4), drain(1, 4, 0),
+		}},
+		{"finish then partial drain", 10, 100, []step{
+			push(0, 6, 6), finish(0, 6), push(0, 3, 6),
+			read(0, 4, 2), drain(0, 2, 0), ended(0, io.EOF, 0),
+		}},
+		{"fail then partial drain", 10, 100, []step{
+			push(0, 5, 5), fail(0, 5), read(0, 2, 3), drain(0, 3, 0), ended(0, errUpstream, 0),
+		}},
+		{"a finished reader holding the most is cut", 10, 100, []step{
+			// Its bytes still count until read, and its Read then fails
+			// rather than drain them and report io.EOF.
+			push(0, 6, 6), finish(0, 6), push(1, 5, 5), gone(0, 5), drain(1, 5, 0),
+		}},
+		{"window exceeded leaves the budget alone", 100, 10, []step{
+			push(0, 6, 6), refuse(0, 5, 6), refuse(1, 11, 6), drain(0, 6, 0),
+		}},
+		// The window is checked first: a chunk it refuses is not counted,
+		// so it cannot take the budget over and cut anyone.
+		{"window exceeded over a spent budget cuts nobody", 10, 10, []step{
+			push(1, 8, 8), refuse(1, 3, 8), refuse(0, 11, 8), drain(1, 8, 0),
+			push(0, 10, 10), drain(0, 10, 0),
+		}},
+		// Four bytes read are under the batch of five, so no grant makes up
+		// for credit a refused push might have eaten: the push of the six
+		// bytes left fits the window only if the refusal took none.
+		{"a refused push keeps the sender's credit", 10, 10, []step{
+			push(0, 4, 4), refuse(0, 7, 4), read(0, 4, 0), push(0, 6, 6), drain(0, 6, 0),
+		}},
+		{"pushes to a given-up reader are dropped", 10, 100, []step{
+			push(1, 2, 2), cut(0, 9, 2),
+			// Even a chunk over the window: the stream is over.
+			push(0, 5, 2), push(0, 200, 2), gone(0, 2), push(0, 1, 2),
+			push(1, 8, 10), drain(1, 10, 0), gone(0, 0),
+		}},
+		{"pushes to a reader another's chunk cut are dropped", 10, 100, []step{
+			push(0, 7, 7), push(1, 4, 4), push(0, 3, 4), gone(0, 4),
+			push(0, 3, 4), drain(1, 4, 0), gone(0, 0),
+		}},
+		{"closing a given-up reader gives back nothing more", 10, 100, []step{
+			push(0, 9, 9), push(1, 2, 2), closeReader(0, 2), drain(1, 2, 0),
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// In a bubble a Read that wrongly blocks fails the test as a
+			// deadlock instead of hanging it.
+			synctest.Test(t, func(t *testing.T) {
+				b := NewBudget(tc.limit)
+				if got := b.Used(); got != 0 {
+					t.Fatalf("new budget: Used = %d, want 0", got)
+				}
+				var readers [3]*StreamReader
+				for i := range readers {
+					r := NewStreamReader(tc.window, func(int64) {})
+					if got := r.Share(b); got != r {
+						t.Fatal("Share returned another reader")
+					}
+					readers[i] = r
+				}
+				// What each reader still has to deliver, and whether the
+				// test knows it takes no more chunks.
+				var unread [len(readers)][]byte
+				var over [len(readers)]bool
+				for i, s := range tc.steps {
+					r := readers[s.reader]
+					switch s.op {
+					case "push", "cut", "refuse":
+						chunk := bytes.Repeat([]byte{byte('a' + i%26)}, s.n)
+						err := r.Push(chunk)
+						var want error
+						switch s.op {
+						case "cut":
+							want = ErrBudgetExceeded
+						case "refuse":
+							want = ErrWindowExceeded
+						}
+						if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+							t.Fatalf("step %d: reader %d Push(%d bytes) = %v, want %v", i, s.reader, s.n, err, want)
+						}
+						switch {
+						case s.op == "cut":
+							unread[s.reader], over[s.reader] = nil, true
+						case s.op == "push" && !over[s.reader]:
+							unread[s.reader] = append(unread[s.reader], chunk...)
+						}
+					case "read", "drain":
+						buf := make([]byte, s.n)
+						if s.op == "drain" {
+							buf = make([]byte, s.n+100)
+						}
+						n, err := r.Read(buf)
+						if n != s.n || err != nil {
+							t.Fatalf("step %d: reader %d Read = %d, %v; want %d, nil", i, s.reader, n, err, s.n)
+						}
+						want := unread[s.reader]
+						if s.op == "drain" && len(want) != s.n {
+							t.Fatalf("step %d: reader %d drained %d bytes, but was sent %d more", i, s.reader, n, len(want))
+						}
+						if !bytes.HasPrefix(want, buf[:n]) {
+							t.Fatalf("step %d: reader %d Read %q, want a prefix of %q", i, s.reader, buf[:n], want)
+						}
+						unread[s.reader] = want[n:]
+					case "ended":
+						if n, err := r.Read(make([]byte, 10)); n != 0 || !errors.Is(err, s.err) {
+							t.Fatalf("step %d: reader %d Read = %d, %v; want 0, %v", i, s.reader, n, err, s.err)
+						}
+						unread[s.reader], over[s.reader] = nil, true
+					case "finish":
+						r.Finish()
+						over[s.reader] = true
+					case "fail":
+						r.Fail(s.err)
+						over[s.reader] = true
+					case "close":
+						if err := r.Close(); err != nil {
+							t.Fatal(err)
+						}
+						unread[s.reader], over[s.reader] = nil, true
+					default:
+						t.Fatalf("step %d: unknown op %q", i, s.op)
+					}
+					if got := b.Used(); got != s.used {
+						t.Fatalf("step %d (%s %d bytes, reader %d): Used = %d, want %d", i, s.op, s.n, s.reader, got, s.used)
+					}
+					if s.used > tc.limit {
+						t.Fatalf("step %d: the case expects Used %d over the limit %d", i, s.used, tc.limit)
+					}
+				}
+				for i, r := range readers {
+					if len(unread[i]) != 0 {
+						t.Errorf("case left %d bytes unread in reader %d", len(unread[i]), i)
+					}
+					if err := r.Close(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if got := b.Used(); got != 0 {
+					t.Errorf("Used = %d once every reader is closed, want 0", got)
+				}
+			})
+		})
+	}
+}
+
+// TestStreamReaderBudgetConcurrent runs streams that share a budget the way
+// the relay does: each stream's sender runs SendStream with a SendWindow of
+// its own, which the reader's grants refill, and one goroutine pushes every
+// chunk to its reader and finishes it at stream_end, as the session actor
+// reading the tunnel does. Prompt readers drain their streams as chunks
+// arrive, quitting ones read half of theirs then close it, and idle ones
+// never read. An idle stream's window holds all of it, which the budget
+// cannot, so every idle reader must be cut.
+//
+// Whether a prompt reader is cut must not depend on the scheduler where the
+// windows of all the streams together fit the budget: a reader that is not
+// idle never holds more than its window, so when the budget runs out some
+// idle reader holds more than any other, and only idle readers are cut. With
+// wider windows a prompt reader the scheduler starved may be cut too; then it
+// must have delivered a prefix of its body. In every case Used is within the
+// limit whenever a Push has returned, as seen from the pushing goroutine, and
+// 0 once every reader is drained, closed or given up.
+func TestStreamReaderBudgetConcurrent(t *testing.T) {
+	const (
+		chunk = 1 << 10
+		limit = 16 << 10
+		// Four budgets' worth per stream: an idle reader cannot hold its
+		// stream, and a quitting one has a window or more left to send when
+		// it closes.
+		size = 64 << 10
+	)
+	errQuit := errors.New("consumer quit")
+	tests := []struct {
+		name               string
+		prompt, quit, idle int
+		window             int64 // of prompt and quitting readers; an idle reader's holds its whole stream
+	}{
+		{"prompt readers within the budget", 8, 0, 0, 2 << 10},
+		{"idle readers are cut, the others never", 5, 1, 2, 2 << 10},
+		{"one idle reader among many", 15, 0, 1, 1 << 10},
+		{"idle readers are cut among wide windows", 5, 1, 2, 16 << 10},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.prompt + tc.quit + tc.idle
+			strict := int64(n)*tc.window <= limit
+			quits := func(i int) bool { return i >= tc.prompt && i < tc.prompt+tc.quit }
+			idle := func(i int) bool { return i >= tc.prompt+tc.quit }
+
+			b := NewBudget(limit)
+			readers := make([]*StreamReader, n)
+			wins := make([]*SendWindow, n)
+			bodies := make([][]byte, n)
+			for i := range n {
+				window := tc.window
+				if idle(i) {
+					window = size
+				}
+				wins[i] = NewSendWindow(window)
+				readers[i] = NewStreamReader(window, wins[i].Grant).Share(b)
+				bodies[i] = make([]byte, size)
+				// A body of its own per stream, so that bytes delivered to
+				// the wrong reader cannot go unnoticed.
+				_, _ = rand.NewChaCha8([32]byte{byte(i + 1)}).Read(bodies[i])
+			}
+
+			// The consumers. A consumer whose stream ends early closes its
+			// sender's window, standing in for the cancel the receiver
+			// sends, so that the sender stops waiting for credit.
+			results := make([]chan readResult, n)
+			for i := range n {
+				if idle(i) {
+					continue
+				}
+				results[i] = make(chan readResult, 1)
+				go func() {
+					var res readResult
+					if quits(i) {
+						buf := make([]byte, size/2)
+						k, err := io.ReadFull(readers[i], buf)
+						res = readResult{buf[:k], err}
+						if err == nil {
+							_ = readers[i].Close()
+							wins[i].Close(errQuit)
+						}
+					} else {
+						res.data, res.err = io.ReadAll(readers[i])
+					}
+					if res.err != nil {
+						wins[i].Close(res.err)
+					}
+					results[i] <- res
+				}()
+			}
+
+			// The tunnel: every sender writes to it, one goroutine pushes.
+			type message struct {
+				stream int
+				binary bool
+				data   []byte
+			}
+			tunnel := make(chan message)
+			sendErrs := make([]error, n)
+			var senders sync.WaitGroup
+			for i := range n {
+				write := func(ctx context.Context, binary bool, data []byte) error {
+					select {
+					case tunnel <- message{i, binary, data}:
+						return nil
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				senders.Go(func() {
+					_, sendErrs[i] = SendStream(t.Context(), fmt.Sprintf("stream-%d", i), bytes.NewReader(bodies[i]), wins[i], chunk, write)
+				})
+			}
+			go func() {
+				senders.Wait()
+				close(tunnel)
+			}()
+
+			pushCut := make([]bool, n) // a Push to the stream reported it given up
+			var peak int64
+			pushed := make(chan struct{})
+			go func() {
+				defer close(pushed)
+				for m := range tunnel {
+					r := readers[m.stream]
+					if !m.binary {
+						if f, err := Decode(m.data); err != nil || f.Type != TypeStreamEnd {
+							t.Errorf("stream %d: frame %+v, %v; want stream_end", m.stream, f, err)
+						}
+						r.Finish()
+						continue
+					}
+					_, data, err := DecodeChunk(m.data)
+					if err != nil {
+						t.Errorf("stream %d: %v", m.stream, err)
+						continue
+					}
+					switch err := r.Push(data); {
+					case err == nil:
+					case errors.Is(err, ErrBudgetExceeded):
+						pushCut[m.stream] = true
+					default:
+						t.Errorf("stream %d: Push: %v", m.stream, err)
+					}
+					// Reads only lower Used, and nothing else pushes: a
+					// sample taken here is an upper bound of Used as the
+					// Push left it.
+					used := b.Used()
+					if used < 0 || used > limit {
+						t.Errorf("Used = %d after a Push to stream %d, want between 0 and %d", used, m.stream, limit)
+					}
+					peak = max(peak, used)
+				}
+			}()
+
+			<-pushed // every sender is done, and so is every Push
+			cut := make([]bool, n)
+			completed := 0
+			for i := range n {
+				if idle(i) {
+					k, err := readers[i].Read(make([]byte, 1))
+					cut[i] = errors.Is(err, ErrBudgetExceeded)
+					if k != 0 || !cut[i] {
+						t.Errorf("idle stream %d: Read = %d, %v; want 0, ErrBudgetExceeded at once", i, k, err)
+					}
+					if sendErrs[i] != nil {
+						t.Errorf("idle stream %d: SendStream: %v; want the whole stream sent", i, sendErrs[i])
+					}
+					continue
+				}
+				res := <-results[i]
+				want := bodies[i]
+				if quits(i) {
+					want = want[:size/2]
+				}
+				cut[i] = errors.Is(res.err, ErrBudgetExceeded)
+				switch {
+				case cut[i]:
+					if !bytes.HasPrefix(want, res.data) {
+						t.Errorf("stream %d, cut: read %d bytes that are not a prefix of its body", i, len(res.data))
+					}
+					if err := sendErrs[i]; err != nil && !errors.Is(err, ErrBudgetExceeded) {
+						t.Errorf("stream %d, cut: SendStream: %v; want nil or ErrBudgetExceeded", i, err)
+					}
+				case res.err != nil || !bytes.Equal(res.data, want):
+					t.Errorf("stream %d: read %d bytes, %v; want all %d, nil", i, len(res.data), res.err, len(want))
+				case quits(i):
+					if !errors.Is(sendErrs[i], errQuit) {
+						t.Errorf("stream %d, quit: SendStream: %v; want %v", i, sendErrs[i], errQuit)
+					}
+				default:
+					completed++
+					if sendErrs[i] != nil {
+						t.Errorf("stream %d: SendStream: %v", i, sendErrs[i])
+					}
+				}
+				if cut[i] && strict {
+					t.Errorf("stream %d was cut, though all the windows fit the budget", i)
+				}
+			}
+			for i := range n {
+				switch {
+				case pushCut[i] && strict && !idle(i):
+					t.Errorf("stream %d: Push reported it given up, though all the windows fit the budget", i)
+				case pushCut[i] && !cut[i] && !quits(i):
+					// A quitting reader may be cut between reading its half
+					// and closing; any other must see its cut.
+					t.Errorf("stream %d: Push reported it given up, yet its Read did not fail", i)
+				}
+			}
+			if got := b.Used(); got != 0 {
+				t.Errorf("Used = %d after every reader is drained, closed or given up; want 0", got)
+			}
+			for _, r := range readers {
+				_ = r.Close()
+			}
+			if got := b.Used(); got != 0 {
+				t.Errorf("Used = %d after every reader is closed, want 0", got)
+			}
+			// Where windows are wide, how many prompt streams kept up
+			// depends on the scheduler; only the accounting must not.
+			t.Logf("%d of %d prompt streams completed; Used peaked at %d of %d", completed, tc.prompt, peak, limit)
+		})
+	}
+}
