@@ -35,12 +35,20 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 		t.mu.Lock()
 		cancel := t.handling[f.MessageID]
 		win := t.outStreams[f.MessageID]
+		// The body of a cancelled request will never end: whoever reads it
+		// (an upstream request being written) must not wait for it.
+		body := t.inStreams[f.MessageID]
+		delete(t.inStreams, f.MessageID)
 		t.mu.Unlock()
+		cancelled := fmt.Errorf("supervisor: relay cancelled message %s", f.MessageID)
 		if cancel != nil {
 			cancel()
 		}
 		if win != nil {
-			win.Close(fmt.Errorf("supervisor: relay cancelled message %s", f.MessageID))
+			win.Close(cancelled)
+		}
+		if body != nil {
+			body.Fail(cancelled)
 		}
 	case wire.TypeStreamEnd, wire.TypeStreamError:
 		t.mu.Lock()

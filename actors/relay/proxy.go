@@ -163,11 +163,11 @@ type publicBody struct {
 	r       io.Reader
 	rc      *http.ResponseController
 	timeout time.Duration
-	err     error
 	eof     atomic.Bool
 
 	mu  sync.Mutex
-	cut bool // cutOff was called: the deadline stays in the past
+	err error // the read error, once one came
+	cut bool  // cutOff was called: the deadline stays in the past
 }
 
 func (b *publicBody) Read(p []byte) (int, error) {
@@ -180,9 +180,18 @@ func (b *publicBody) Read(p []byte) (int, error) {
 		// leaving; a deadline left behind would take it for gone.
 		b.deadline(time.Time{})
 	case err != nil:
+		b.mu.Lock()
 		b.err = err
+		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// failure is the error a read of the body got, if any.
+func (b *publicBody) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func (b *publicBody) arm() { b.deadline(time.Now().Add(b.timeout)) }
@@ -473,9 +482,9 @@ func (p *proxyCall) await(ex *relaymsg.Exchange, stream io.Reader) (out relaymsg
 			p.upload(ex, stream, write)
 		case err := <-p.uploaded:
 			p.uploaded = nil
-			if err != nil && p.body.err != nil {
+			if body := p.body.failure(); err != nil && body != nil {
 				p.tellDone(true)
-				p.fail(bodyError(p.body.err, p.r.cfg.MaxBody, p.r.cfg.BodyTimeout))
+				p.fail(bodyError(body, p.r.cfg.MaxBody, p.r.cfg.BodyTimeout))
 				return out, false
 			}
 			// Any other upload failure means the tunnel or the exchange
@@ -484,6 +493,18 @@ func (p *proxyCall) await(ex *relaymsg.Exchange, stream io.Reader) (out relaymsg
 			return out, true
 		case <-p.req.Context().Done():
 			p.tellDone(true)
+			// net/http ends the request's context when a read of its body
+			// fails, a timeout included, before the read returns: once the
+			// upload has ended (its read fails, its context is this one),
+			// a timed-out client is still there, and is told why.
+			if p.uploaded != nil {
+				<-p.uploaded
+				p.uploaded = nil
+			}
+			if body := p.body.failure(); errors.Is(body, os.ErrDeadlineExceeded) {
+				p.fail(bodyError(body, p.r.cfg.MaxBody, p.r.cfg.BodyTimeout))
+				return out, false
+			}
 			p.status = clientGone
 			return out, false
 		case <-p.r.closing:

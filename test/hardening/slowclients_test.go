@@ -1,0 +1,235 @@
+package hardening_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
+)
+
+// endless is an upstream whose /endless streams zeros until its request is
+// cancelled, counting the cancellations, and whose /sized?n=N answers N
+// bytes of a known pattern; anything else is hello.
+type endless struct{ cancelled atomic.Int64 }
+
+func (e *endless) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	switch req.URL.Path {
+	case "/endless":
+		chunk := make([]byte, 32<<10)
+		for req.Context().Err() == nil {
+			if _, err := w.Write(chunk); err != nil {
+				break
+			}
+			w.(http.Flusher).Flush()
+		}
+		e.cancelled.Add(1)
+	case "/sized":
+		n, _ := strconv.Atoi(req.URL.Query().Get("n"))
+		_, _ = io.Copy(w, io.LimitReader(&pattern{}, int64(n)))
+	case "/upload":
+		if _, err := io.Copy(io.Discard, req.Body); err != nil || req.Context().Err() != nil {
+			e.cancelled.Add(1)
+		}
+	default:
+		hello(w, req)
+	}
+}
+
+// pattern reads as the bytes 0, 1, ..., 250, 0, 1, ...: a prime period, so
+// that a chunk out of place shows.
+type pattern struct{ at int64 }
+
+func (s *pattern) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte((s.at + int64(i)) % 251)
+	}
+	s.at += int64(len(p))
+	return len(p), nil
+}
+
+// stalled sends GET path to addr from a connection with a small receive
+// buffer, and never reads the answer.
+func stalled(t *testing.T, addr, path string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: wait, Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return err
+	}}
+	conn, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: relay\r\n\r\n", path); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func inFlight(t *testing.T, r *relay.Relay) float64 {
+	return metric(t, r, `tunnel_relay_requests_in_flight{tunnel="default"}`)
+}
+
+// 300 requests whose small body never ends were held for as long as their
+// clients liked, 68 KiB each, and took no place among a tunnel's requests
+// in flight. Now each takes a place from its arrival, and each read of its
+// body must bring something within the body timeout: past it the client is
+// answered 408, its place freed, and the upstream request already under
+// way (a body large enough to be streamed) cancelled.
+func TestRequestBodiesThatNeverEndAreCutAndFreeTheirPlaces(t *testing.T) {
+	up := &endless{}
+	r := startRelay(t, func(c *relay.Config) { c.BodyTimeout, c.MaxConcurrent = time.Second, 20 })
+	legit := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil)
+	legit.await(messages.Authenticated)
+	c := freshClient(t)
+	// The supervisor keeps a connection to its upstream once it has one:
+	// let it be there before counting.
+	if status, _ := get(t, c, publicURL(r)+"/warm-up"); status != http.StatusOK {
+		t.Fatalf("warm-up: %d", status)
+	}
+	goroutines := runtime.NumGoroutine()
+	base := liveHeap()
+
+	addr := r.Addr().String()
+	var conns []net.Conn
+	for i := range 19 {
+		if i%2 == 0 {
+			conns = append(conns, rawRequest(t, addr, "POST /upload HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: chunked", "5\r\nhello\r\n"))
+		} else {
+			conns = append(conns, rawRequest(t, addr, "POST /upload HTTP/1.1\r\nHost: relay\r\nContent-Length: 1000", "0123456789"))
+		}
+	}
+	// Over the inline limit: this one goes through the tunnel as it comes.
+	conns = append(conns, rawRequest(t, addr, "POST /upload HTTP/1.1\r\nHost: relay\r\nContent-Length: 200000", strings.Repeat("x", 70000)))
+	harness.Eventually(t, wait, "20 requests in flight", func() bool { return inFlight(t, r) == 20 })
+	status, body := get(t, c, publicURL(r)+"/one-more")
+	if status != http.StatusServiceUnavailable || !strings.Contains(errorText(t, body), "too many requests") {
+		t.Fatalf("a request while they hold every place: %d %q, want 503", status, body)
+	}
+
+	for i, conn := range conns {
+		if status := readStatus(conn); status != http.StatusRequestTimeout {
+			t.Errorf("request %d: status %d, want 408", i+1, status)
+		}
+	}
+	harness.Eventually(t, wait, "the streamed request's upstream request cancelled", func() bool { return up.cancelled.Load() == 1 })
+	harness.Eventually(t, wait, "every place free", func() bool { return inFlight(t, r) == 0 })
+	if status, _ := get(t, c, publicURL(r)+"/after"); status != http.StatusOK {
+		t.Fatalf("after: %d", status)
+	}
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
+	settleGoroutines(t, goroutines)
+	if after := liveHeap(); after > base+2<<20 {
+		t.Errorf("heap %s after, %s before", mib(after), mib(base))
+	}
+	if st := legit.Status(); st.State != messages.Authenticated || len(st.Health.FailureTypes) != 0 {
+		t.Fatalf("tunnel %s, failures %v", st.State, st.Health.FailureTypes)
+	}
+}
+
+// Clients that never read a streamed response held 1.1 MiB each and their
+// place for as long as they stayed: 50 of them made every other request 503.
+// Now a client that takes nothing of its response for the send timeout is
+// cut off, its place freed and its upstream request cancelled.
+func TestClientsThatNeverReadAreCutAndTheirUpstreamCancelled(t *testing.T) {
+	up := &endless{}
+	r := startRelay(t, func(c *relay.Config) { c.SendTimeout, c.MaxConcurrent = 2*time.Second, 10 })
+	legit := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil)
+	legit.await(messages.Authenticated)
+	c := freshClient(t)
+	// The supervisor keeps a connection to its upstream once it has one:
+	// let it be there before counting.
+	if status, _ := get(t, c, publicURL(r)+"/warm-up"); status != http.StatusOK {
+		t.Fatalf("warm-up: %d", status)
+	}
+	goroutines := runtime.NumGoroutine()
+	base := liveHeap()
+
+	var conns []net.Conn
+	for range 10 {
+		conns = append(conns, stalled(t, r.Addr().String(), "/endless"))
+	}
+	harness.Eventually(t, wait, "10 requests in flight", func() bool { return inFlight(t, r) == 10 })
+	if status, _ := get(t, c, publicURL(r)+"/one-more"); status != http.StatusServiceUnavailable {
+		t.Fatalf("a request while they hold every place: %d, want 503", status)
+	}
+	harness.Eventually(t, wait, "every stalled client cut and its upstream request cancelled", func() bool {
+		return up.cancelled.Load() == 10 && inFlight(t, r) == 0
+	})
+	if status, body := get(t, c, publicURL(r)+"/after"); status != http.StatusOK || body != "hello" {
+		t.Fatalf("after: %d %q", status, body)
+	}
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
+	settleGoroutines(t, goroutines)
+	if after := liveHeap(); after > base+2<<20 {
+		t.Errorf("heap %s after, %s before", mib(after), mib(base))
+	}
+	if st := legit.Status(); st.State != messages.Authenticated || len(st.Health.FailureTypes) != 0 {
+		t.Fatalf("tunnel %s, failures %v", st.State, st.Health.FailureTypes)
+	}
+}
+
+// Streamed responses buffered for clients that lag add up to at most the
+// relay's budget: past it the stream holding the most is cut (its upstream
+// request cancelled), while a client that keeps up gets its 16 MiB whole.
+func TestStreamBuffersStayWithinTheBudgetAndTheLaggardsAreCut(t *testing.T) {
+	up := &endless{}
+	const budget = 1 << 20
+	r := startRelay(t, func(c *relay.Config) { c.MaxBuffered, c.SendTimeout = budget, time.Minute })
+	legit := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil)
+	legit.await(messages.Authenticated)
+	c := freshClient(t)
+
+	// Each lagging stream holds half its window (1 MiB) or more, behind
+	// what the kernel's socket buffers take: six of them, some 3 MiB.
+	for range 6 {
+		stalled(t, r.Addr().String(), "/endless")
+	}
+	harness.Eventually(t, wait, "three laggards cut", func() bool { return up.cancelled.Load() >= 3 })
+	if b := metric(t, r, "tunnel_relay_buffered_bytes"); b > budget {
+		t.Fatalf("%v bytes buffered, budget %d", b, budget)
+	}
+	const size = 16 << 20
+	resp, err := c.Get(fmt.Sprintf("%s/sized?n=%d", publicURL(r), size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(&checker{}, resp.Body)
+	if err != nil || n != size {
+		t.Fatalf("the client that keeps up got %d bytes, %v; want %d", n, err, size)
+	}
+	if b := metric(t, r, "tunnel_relay_buffered_bytes"); b > budget {
+		t.Fatalf("%v bytes buffered, budget %d", b, budget)
+	}
+}
+
+// checker is a writer that fails unless it is written the pattern.
+type checker struct{ at int64 }
+
+func (c *checker) Write(p []byte) (int, error) {
+	for i, b := range p {
+		if b != byte((c.at+int64(i))%251) {
+			return i, fmt.Errorf("byte %d is %d, want %d", c.at+int64(i), b, (c.at+int64(i))%251)
+		}
+	}
+	c.at += int64(len(p))
+	return len(p), nil
+}
