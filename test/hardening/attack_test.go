@@ -152,6 +152,24 @@ func rawRequest(t *testing.T, addr, head, body string) net.Conn {
 	return conn
 }
 
+// dialFrom opens a TCP connection to addr from ip, closed when the test ends.
+func dialFrom(t *testing.T, ip net.IP, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: ip}}
+	conn, err := d.DialContext(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+// newReader reads conn within wait.
+func newReader(conn net.Conn) *bufio.Reader {
+	_ = conn.SetReadDeadline(time.Now().Add(wait))
+	return bufio.NewReader(conn)
+}
+
 // readStatus reads the status code of the response on conn, within wait;
 // 0 when the connection ended without one.
 func readStatus(conn net.Conn) int {
