@@ -58,8 +58,10 @@ wait_for() {
 
 TTS=127.0.0.1:$(free_port)
 RELAY=127.0.0.1:$(free_port)
+RELAY_ADMIN=127.0.0.1:$(free_port)
 SUPERVISOR=127.0.0.1:$(free_port)
-TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# 192 random bits; the relay refuses keys under 128.
+TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 
 # stop_all stops the processes in reverse order of start (the supervisor
 # first, so it drains and closes the tunnel while the relay is still there).
@@ -106,11 +108,11 @@ start() {
   echo "$name started (pid $!), log in $OUT/$name.log"
 }
 
-step "Starting tts-demo on $TTS, tunnel-relay on $RELAY, tunnel-supervisor on $SUPERVISOR"
+step "Starting tts-demo on $TTS, tunnel-relay on $RELAY (admin $RELAY_ADMIN), tunnel-supervisor on $SUPERVISOR"
 start tts-demo "$BIN_DIR/tts-demo" -listen "$TTS"
 wait_for tts-demo 50 curl -fsS "http://$TTS/healthz"
 # The key goes through the environment: flags show in ps.
-AUTH_TOKEN=$TOKEN start tunnel-relay "$BIN_DIR/tunnel-relay" -listen "$RELAY"
+AUTH_TOKEN=$TOKEN start tunnel-relay "$BIN_DIR/tunnel-relay" -listen "$RELAY" -admin-listen "$RELAY_ADMIN"
 wait_for tunnel-relay 50 bash -c "exec 3<>/dev/tcp/${RELAY%:*}/${RELAY#*:}"
 TUNNEL_API_KEY=$TOKEN start tunnel-supervisor "$BIN_DIR/tunnel-supervisor" \
   -relay-url "ws://$RELAY/tunnel" -forward "http://$TTS" -listen "$SUPERVISOR" -retry-delay 1s
@@ -129,6 +131,9 @@ if [[ $(head -c 4 "$OUT/hello.wav") != RIFF ]]; then
   exit 1
 fi
 echo "Saved $OUT/hello.wav: $(wc -c <"$OUT/hello.wav") bytes"
+
+step "The relay's admin /health (on its own listener, not the public one)"
+curl -fsS "http://$RELAY_ADMIN/health"
 
 step "tunnel-supervisor status"
 "$BIN_DIR/tunnel-supervisor" status -addr "$SUPERVISOR"
