@@ -2,25 +2,37 @@
 // front and the root actor of the relay's actors (session, auth, router,
 // in sub-packages that meet only through messages/relaymsg).
 //
-// The front serves:
+// The public front (Config.Listen) serves:
 //
 //	/tunnel    WebSocket endpoint for supervisors (PROTOCOL.md)
-//	/health    {"status":"ok","tunnels":[names of connected tunnels]}
-//	/metrics   Prometheus metrics, from the relay's own registry
 //	/t/{name}/ public requests for tunnel {name}, prefix stripped
 //	anything else: public requests for the tunnel "default"
 //
+// and the admin listener (Config.AdminListen), apart because they tell
+// which tunnels exist and are up:
+//
+//	/health    {"status":"ok","tunnels":[names of connected tunnels]}
+//	/metrics   Prometheus metrics, from the relay's own registry
+//
 // Public requests are answered by the tunnel's supervisor, or with a JSON
-// error ({"error":"..."}): 503 when the tunnel is not connected or has too
-// many requests in flight, 502 when the tunnel is lost before the response
-// headers (after them the public connection is cut), 504 when no response
-// frame comes within the request timeout, 413 for a body over the limit.
+// error ({"error":"..."}): 503 when the tunnel is not connected (or no key
+// opens it) or has too many requests in flight, 502 when the tunnel is lost
+// before the response headers (after them the public connection is cut),
+// 504 when no response frame comes within the request timeout, 408 when the
+// body stops coming for the body timeout, 413 for a body over the limit.
+//
+// The front is built to face strangers: connections that have not
+// authenticated are capped apart from sessions, upgrades are rate-limited
+// per client address, every public request holds a place of its tunnel
+// from its arrival and is bounded in time (body and send timeouts) and
+// memory (its window, and a budget for all streams), paths are normalised
+// and forwarding headers are the relay's own (see Config.TrustedProxies).
 //
 // Start runs a relay, Close stops it and every goroutine it started, so
 // tests and tools can run one in-process on 127.0.0.1:0:
 //
 //	cfg := relay.DefaultConfig()
-//	cfg.Listen = "127.0.0.1:0"
+//	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
 //	cfg.AuthToken = key
 //	r, err := relay.Start(cfg)
 //	...
