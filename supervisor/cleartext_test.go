@@ -1,7 +1,6 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -16,28 +15,10 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
 const cleartextWarning = "Relay URL is ws:// to a host that is not loopback: the API key travels in clear; use wss://"
-
-// lockedBuffer is a log sink that the tunnel's goroutines may write while
-// the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestStartWarnsOnceWhenTheKeyTravelsInClear starts tunnels whose relay
 // cannot be reached, since the dialer refuses at once without touching the
@@ -62,7 +43,7 @@ func TestStartWarnsOnceWhenTheKeyTravelsInClear(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				logs := &lockedBuffer{}
+				logs := &harness.LogBuffer{}
 				logger := logrus.New()
 				logger.SetOutput(logs)
 				logger.SetFormatter(&logrus.JSONFormatter{})

@@ -79,6 +79,50 @@ func stalled(t *testing.T, addr, path string) net.Conn {
 	return conn
 }
 
+// mark is where an attack on a public front starts from: a relay with its
+// tunnel up and a public client that has been served once (so that the
+// supervisor's connection to its upstream is there already), and the
+// goroutines and heap at that point.
+type mark struct {
+	r          *relay.Relay
+	legit      *tunnel
+	c          *http.Client
+	goroutines int
+	heap       uint64
+}
+
+func markBefore(t *testing.T, r *relay.Relay, legit *tunnel) *mark {
+	t.Helper()
+	legit.await(messages.Authenticated)
+	m := &mark{r: r, legit: legit, c: freshClient(t)}
+	if status, _ := get(t, m.c, publicURL(r)+"/warm-up"); status != http.StatusOK {
+		t.Fatalf("warm-up: %d", status)
+	}
+	m.goroutines = runtime.NumGoroutine()
+	m.heap = liveHeap()
+	return m
+}
+
+// recovered checks what must hold once the attack's connections are gone:
+// every place free, the tunnel up and serving, goroutines and heap back.
+func (m *mark) recovered(t *testing.T, conns []net.Conn) {
+	t.Helper()
+	harness.Eventually(t, wait, "every place free", func() bool { return inFlight(t, m.r) == 0 })
+	if status, body := get(t, m.c, publicURL(m.r)+"/after"); status != http.StatusOK || body != "hello" {
+		t.Fatalf("after: %d %q", status, body)
+	}
+	for _, conn := range conns {
+		_ = conn.Close()
+	}
+	settleGoroutines(t, m.goroutines)
+	if after := liveHeap(); after > m.heap+2<<20 {
+		t.Errorf("heap %s after, %s before", mib(after), mib(m.heap))
+	}
+	if st := m.legit.Status(); st.State != messages.Authenticated || len(st.Health.FailureTypes) != 0 {
+		t.Fatalf("tunnel %s, failures %v", st.State, st.Health.FailureTypes)
+	}
+}
+
 func inFlight(t *testing.T, r *relay.Relay) float64 {
 	return metric(t, r, `tunnel_relay_requests_in_flight{tunnel="default"}`)
 }
@@ -92,16 +136,7 @@ func inFlight(t *testing.T, r *relay.Relay) float64 {
 func TestRequestBodiesThatNeverEndAreCutAndFreeTheirPlaces(t *testing.T) {
 	up := &endless{}
 	r := startRelay(t, func(c *relay.Config) { c.BodyTimeout, c.MaxConcurrent = time.Second, 20 })
-	legit := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil)
-	legit.await(messages.Authenticated)
-	c := freshClient(t)
-	// The supervisor keeps a connection to its upstream once it has one:
-	// let it be there before counting.
-	if status, _ := get(t, c, publicURL(r)+"/warm-up"); status != http.StatusOK {
-		t.Fatalf("warm-up: %d", status)
-	}
-	goroutines := runtime.NumGoroutine()
-	base := liveHeap()
+	m := markBefore(t, r, startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil))
 
 	addr := r.Addr().String()
 	var conns []net.Conn
@@ -115,7 +150,7 @@ func TestRequestBodiesThatNeverEndAreCutAndFreeTheirPlaces(t *testing.T) {
 	// Over the inline limit: this one goes through the tunnel as it comes.
 	conns = append(conns, rawRequest(t, addr, "POST /upload HTTP/1.1\r\nHost: relay\r\nContent-Length: 200000", strings.Repeat("x", 70000)))
 	harness.Eventually(t, wait, "20 requests in flight", func() bool { return inFlight(t, r) == 20 })
-	status, body := get(t, c, publicURL(r)+"/one-more")
+	status, body := get(t, m.c, publicURL(r)+"/one-more")
 	if status != http.StatusServiceUnavailable || !strings.Contains(errorText(t, body), "too many requests") {
 		t.Fatalf("a request while they hold every place: %d %q, want 503", status, body)
 	}
@@ -126,20 +161,7 @@ func TestRequestBodiesThatNeverEndAreCutAndFreeTheirPlaces(t *testing.T) {
 		}
 	}
 	harness.Eventually(t, wait, "the streamed request's upstream request cancelled", func() bool { return up.cancelled.Load() == 1 })
-	harness.Eventually(t, wait, "every place free", func() bool { return inFlight(t, r) == 0 })
-	if status, _ := get(t, c, publicURL(r)+"/after"); status != http.StatusOK {
-		t.Fatalf("after: %d", status)
-	}
-	for _, conn := range conns {
-		_ = conn.Close()
-	}
-	settleGoroutines(t, goroutines)
-	if after := liveHeap(); after > base+2<<20 {
-		t.Errorf("heap %s after, %s before", mib(after), mib(base))
-	}
-	if st := legit.Status(); st.State != messages.Authenticated || len(st.Health.FailureTypes) != 0 {
-		t.Fatalf("tunnel %s, failures %v", st.State, st.Health.FailureTypes)
-	}
+	m.recovered(t, conns)
 }
 
 // Clients that never read a streamed response held 1.1 MiB each and their
@@ -149,41 +171,20 @@ func TestRequestBodiesThatNeverEndAreCutAndFreeTheirPlaces(t *testing.T) {
 func TestClientsThatNeverReadAreCutAndTheirUpstreamCancelled(t *testing.T) {
 	up := &endless{}
 	r := startRelay(t, func(c *relay.Config) { c.SendTimeout, c.MaxConcurrent = 2*time.Second, 10 })
-	legit := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil)
-	legit.await(messages.Authenticated)
-	c := freshClient(t)
-	// The supervisor keeps a connection to its upstream once it has one:
-	// let it be there before counting.
-	if status, _ := get(t, c, publicURL(r)+"/warm-up"); status != http.StatusOK {
-		t.Fatalf("warm-up: %d", status)
-	}
-	goroutines := runtime.NumGoroutine()
-	base := liveHeap()
+	m := markBefore(t, r, startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil))
 
 	var conns []net.Conn
 	for range 10 {
 		conns = append(conns, stalled(t, r.Addr().String(), "/endless"))
 	}
 	harness.Eventually(t, wait, "10 requests in flight", func() bool { return inFlight(t, r) == 10 })
-	if status, _ := get(t, c, publicURL(r)+"/one-more"); status != http.StatusServiceUnavailable {
+	if status, _ := get(t, m.c, publicURL(r)+"/one-more"); status != http.StatusServiceUnavailable {
 		t.Fatalf("a request while they hold every place: %d, want 503", status)
 	}
 	harness.Eventually(t, wait, "every stalled client cut and its upstream request cancelled", func() bool {
-		return up.cancelled.Load() == 10 && inFlight(t, r) == 0
+		return up.cancelled.Load() == 10
 	})
-	if status, body := get(t, c, publicURL(r)+"/after"); status != http.StatusOK || body != "hello" {
-		t.Fatalf("after: %d %q", status, body)
-	}
-	for _, conn := range conns {
-		_ = conn.Close()
-	}
-	settleGoroutines(t, goroutines)
-	if after := liveHeap(); after > base+2<<20 {
-		t.Errorf("heap %s after, %s before", mib(after), mib(base))
-	}
-	if st := legit.Status(); st.State != messages.Authenticated || len(st.Health.FailureTypes) != 0 {
-		t.Fatalf("tunnel %s, failures %v", st.State, st.Health.FailureTypes)
-	}
+	m.recovered(t, conns)
 }
 
 // Streamed responses buffered for clients that lag add up to at most the
@@ -193,21 +194,20 @@ func TestStreamBuffersStayWithinTheBudgetAndTheLaggardsAreCut(t *testing.T) {
 	up := &endless{}
 	const budget = 1 << 20
 	r := startRelay(t, func(c *relay.Config) { c.MaxBuffered, c.SendTimeout = budget, time.Minute })
-	legit := startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil)
-	legit.await(messages.Authenticated)
-	c := freshClient(t)
+	m := markBefore(t, r, startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil))
 
 	// Each lagging stream holds half its window (1 MiB) or more, behind
 	// what the kernel's socket buffers take: six of them, some 3 MiB.
+	var conns []net.Conn
 	for range 6 {
-		stalled(t, r.Addr().String(), "/endless")
+		conns = append(conns, stalled(t, r.Addr().String(), "/endless"))
 	}
 	harness.Eventually(t, wait, "three laggards cut", func() bool { return up.cancelled.Load() >= 3 })
 	if b := metric(t, r, "tunnel_relay_buffered_bytes"); b > budget {
 		t.Fatalf("%v bytes buffered, budget %d", b, budget)
 	}
 	const size = 16 << 20
-	resp, err := c.Get(fmt.Sprintf("%s/sized?n=%d", publicURL(r), size))
+	resp, err := m.c.Get(fmt.Sprintf("%s/sized?n=%d", publicURL(r), size))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,6 +219,11 @@ func TestStreamBuffersStayWithinTheBudgetAndTheLaggardsAreCut(t *testing.T) {
 	if b := metric(t, r, "tunnel_relay_buffered_bytes"); b > budget {
 		t.Fatalf("%v bytes buffered, budget %d", b, budget)
 	}
+	resp.Body.Close()
+	for _, conn := range conns {
+		_ = conn.Close() // the two laggards within the budget hold their places until they go
+	}
+	m.recovered(t, nil)
 }
 
 // checker is a writer that fails unless it is written the pattern.

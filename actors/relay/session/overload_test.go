@@ -1,10 +1,8 @@
 package session_test
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay/session"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
+	testharness "github.com/enhanced-tunnel/tunnel/test/harness"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
 
@@ -54,24 +53,6 @@ func TestSupervisorThatDoesNotReadItsAcksIsDropped(t *testing.T) {
 		}
 		h.p.ExpectNoMsg(time.Minute)
 	})
-}
-
-// logBuffer collects log output; the session logs on its own goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestLogQuotesFrameFieldsCutShort proves that the fields of a supervisor's
@@ -126,7 +107,7 @@ func TestLogQuotesFrameFieldsCutShort(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
-				var out logBuffer
+				var out testharness.LogBuffer
 				logger := logrus.New()
 				logger.SetOutput(&out)
 				logger.SetLevel(logrus.DebugLevel)
