@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -479,6 +480,115 @@ func TestHandlerAnswersRequestsAndSeesCancel(t *testing.T) {
 		_ = r.stub.Send(&wire.Frame{Type: wire.TypeRequest, MessageID: "r3", Path: "/hang"})
 		if e := nextFrame(t, r.stub, wire.TypeError); e.MessageID != "r3" {
 			t.Fatalf("error frame %+v", e)
+		}
+	})
+}
+
+// A cancel from the relay for a request whose body is still streaming in
+// fails that body at once: a handler reading msg.BodyStream without watching
+// its ctx (as an upstream request writing the body does not) gets the bytes
+// that arrived, then an error naming the cancel, not io.EOF and not a wait
+// for chunks that will never come. The stream is forgotten: a chunk for it
+// arriving after the cancel reaches no reader and is answered, as for any
+// unknown stream, with one "unknown stream" error frame for that id, and no
+// more for later chunks of the same id.
+func TestRelayCancelFailsTheStreamedRequestBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		type ending struct {
+			body []byte
+			err  error
+		}
+		endings := make(chan ending, 4)
+		bodies := make(chan io.Closer, 4)
+		r := newRig(t, func(c *supervisor.Config) {
+			c.OnMessage = func(_ context.Context, _ *supervisor.Tunnel, msg *messages.TunnelMessage) {
+				if msg.BodyStream == nil {
+					endings <- ending{err: fmt.Errorf("message %s %q without a body stream", msg.Type, msg.MessageID)}
+					return
+				}
+				if c, ok := msg.BodyStream.(io.Closer); ok {
+					bodies <- c
+				}
+				// Deliberately blind to ctx: only the body can end this loop.
+				var got []byte
+				buf := make([]byte, 512)
+				for {
+					n, err := msg.BodyStream.Read(buf)
+					got = append(got, buf[:n]...)
+					if err != nil {
+						endings <- ending{got, err}
+						return
+					}
+				}
+			}
+		})
+		r.until(messages.Authenticated)
+
+		const id = "body-1"
+		chunkOf := func(id, data string) []byte {
+			t.Helper()
+			c, err := wire.EncodeChunk(id, []byte(data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+		if err := r.stub.Send(&wire.Frame{Type: wire.TypeRequest, MessageID: id, Method: "POST", Path: "/v1/upload", Stream: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.stub.SendBinary(chunkOf(id, "first bytes")); err != nil {
+			t.Fatal(err)
+		}
+		// No stream_end: the public client went away mid-body.
+		if err := r.stub.Send(&wire.Frame{Type: wire.TypeCancel, MessageID: id}); err != nil {
+			t.Fatal(err)
+		}
+
+		var e ending
+		select {
+		case e = <-endings:
+		case <-time.After(time.Hour): // fake time
+			// Free the handler, or the rig's Stop would wait for it forever.
+			select {
+			case c := <-bodies:
+				_ = c.Close()
+			default:
+			}
+			t.Fatal("the handler's BodyStream.Read still blocks an hour after the relay's cancel")
+		}
+		if string(e.body) != "first bytes" {
+			t.Errorf("handler read %q before the error, want the chunk %q", e.body, "first bytes")
+		}
+		switch {
+		case e.err == nil || errors.Is(e.err, io.EOF):
+			t.Fatalf("body ended with %v, want an error for the cancel (a cancelled body is not complete)", e.err)
+		case !strings.Contains(e.err.Error(), "cancel") || !strings.Contains(e.err.Error(), id):
+			t.Fatalf("body ended with %q, want an error naming the cancel of %s", e.err, id)
+		}
+
+		// Late chunks for the cancelled id: dropped, one error frame for the
+		// id (PROTOCOL.md: "answers error once for that id"). A chunk of
+		// another unknown id then marks the point by which a second error
+		// for id would have been written (the tunnel answers in order).
+		for _, data := range []string{"late", "later"} {
+			if err := r.stub.SendBinary(chunkOf(id, data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.stub.SendBinary(chunkOf("marker", "x")); err != nil {
+			t.Fatal(err)
+		}
+		if f := nextFrame(t, r.stub, wire.TypeError); f.MessageID != id || f.Error != "unknown stream" {
+			t.Fatalf("first error frame after the late chunks: %+v, want %q for %s", f, "unknown stream", id)
+		}
+		if f := nextFrame(t, r.stub, wire.TypeError); f.MessageID != "marker" {
+			t.Fatalf("second error frame: %+v, want the marker's (one error per unknown id, not per chunk)", f)
+		}
+		synctest.Wait()
+		select {
+		case e := <-endings:
+			t.Fatalf("a late chunk reached a handler: %q, %v", e.body, e.err)
+		default:
 		}
 	})
 }
