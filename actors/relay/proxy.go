@@ -68,6 +68,9 @@ func normalPath(escaped string) (string, bool) {
 	if !strings.HasPrefix(escaped, "/") || !validEscapes(escaped) {
 		return "", false
 	}
+	if !strings.Contains(escaped, "%") && !strings.Contains(escaped, "/.") {
+		return escaped, true // nothing to decode, no dot segment: most paths
+	}
 	segments := strings.Split(decodeUnreserved(escaped)[1:], "/")
 	out := make([]string, 0, len(segments))
 	for i, seg := range segments {
@@ -468,10 +471,12 @@ func forwardedNode(addr netip.Addr) string {
 	return addr.String()
 }
 
+// quoting escapes what an HTTP quoted-string cannot hold as it is; made
+// once, since a Replacer builds its tables on first use.
+var quoting = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 // quote is s as an HTTP quoted-string.
-func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
+func quote(s string) string { return `"` + quoting.Replace(s) + `"` }
 
 // await waits for the exchange's outcome while uploading the body, if it
 // streams. ok is false when the client has been answered (or is gone).
