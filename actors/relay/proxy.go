@@ -265,7 +265,7 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 // arrival (before their body is read) to the end of their response.
 type slots struct {
 	limit    int
-	tunnels  map[string]string // the tunnels there are: no other name takes a slot
+	tunnels  map[string]bool // the tunnels there are: no other name takes a slot
 	inFlight *prometheus.GaugeVec
 	mu       sync.Mutex
 	taken    map[string]int
@@ -273,7 +273,7 @@ type slots struct {
 
 // take takes a slot of tunnel, if it is a tunnel and has one free.
 func (s *slots) take(tunnel string) bool {
-	if _, ok := s.tunnels[tunnel]; !ok {
+	if !s.tunnels[tunnel] {
 		return false
 	}
 	s.mu.Lock()
@@ -302,7 +302,7 @@ func (s *slots) give(tunnel string) {
 // tunnel that is not connected, so that the answers tell no one which
 // tunnels exist.
 func (s *slots) refusal(tunnel string) string {
-	if _, ok := s.tunnels[tunnel]; !ok {
+	if !s.tunnels[tunnel] {
 		return fmt.Sprintf("no tunnel %q connected", wire.Excerpt(tunnel))
 	}
 	return fmt.Sprintf("tunnel %q has too many requests in flight (%d)", tunnel, s.limit)

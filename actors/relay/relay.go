@@ -98,7 +98,7 @@ func Start(cfg Config) (*Relay, error) {
 		log:      cfg.Logger.WithField("actor", "relay"),
 		metrics:  m,
 		proxies:  proxies(cfg.TrustedProxies),
-		slots:    slots{limit: cfg.MaxConcurrent, tunnels: keys, inFlight: m.inFlight},
+		slots:    slots{limit: cfg.MaxConcurrent, tunnels: m.tunnels, inFlight: m.inFlight},
 		listener: ln,
 		adminLn:  adminLn,
 		closing:  make(chan struct{}),

@@ -15,8 +15,12 @@ import (
 
 // newTestSlots are slots of limit per tunnel over tunnels, with an
 // in-flight gauge of their own.
-func newTestSlots(limit int, tunnels map[string]string) *slots {
+func newTestSlots(limit int, names map[string]string) *slots {
 	gauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "test_requests_in_flight"}, []string{"tunnel"})
+	tunnels := make(map[string]bool, len(names))
+	for name := range names {
+		tunnels[name] = true
+	}
 	return &slots{limit: limit, tunnels: tunnels, inFlight: gauge}
 }
 
