@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/enhanced-tunnel/tunnel/test/ttsdemo"
+	"github.com/enhanced-tunnel/tunnel/internal/ttsdemo"
 )
 
 func main() {

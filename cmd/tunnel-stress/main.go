@@ -1,7 +1,7 @@
 // Command tunnel-stress is the tunnel's load test under network faults: it
 // runs a relay, a supervisor, the demo TTS upstream and a fault-injecting
 // proxy in this process, sends requests through the relay while breaking
-// the network at the chosen rate, and reports (see package test/stress):
+// the network at the chosen rate, and reports (see package internal/stress):
 //
 //	tunnel-stress --failures=high --duration=300 [--json]
 //
@@ -28,7 +28,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/enhanced-tunnel/tunnel/test/stress"
+	"github.com/enhanced-tunnel/tunnel/internal/stress"
 )
 
 func main() {

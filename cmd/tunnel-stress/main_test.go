@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enhanced-tunnel/tunnel/test/stress"
+	"github.com/enhanced-tunnel/tunnel/internal/stress"
 )
 
 func TestParse(t *testing.T) {

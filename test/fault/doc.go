@@ -1,5 +1,5 @@
 // Package fault runs the real relay and the real supervisor with a
-// fault-injecting TCP proxy (test/faultproxy) between them, and checks what
+// fault-injecting TCP proxy (internal/faultproxy) between them, and checks what
 // each network fault comes to: a blackhole is caught by the heartbeat as a
 // stale connection (NETWORK_ERROR) and the tunnel comes back once it is
 // lifted; a reset or a half-closed connection is a NETWORK_ERROR followed by

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enhanced-tunnel/tunnel/internal/faultproxy"
 	"github.com/enhanced-tunnel/tunnel/messages"
-	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
 	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+	"github.com/enhanced-tunnel/tunnel/internal/faultproxy"
 )
 
 // The kinds of fault, injected in rounds: every round has each kind once,

@@ -3,8 +3,8 @@
 // `tunnel_stress_test.py --failures=high --duration=300`).
 //
 // Run starts, in this process and on loopback, the demo TTS upstream
-// (test/ttsdemo, plus an /echo endpoint), a relay, the fault proxy
-// (test/faultproxy) in front of the relay, and a supervisor that reaches
+// (internal/ttsdemo, plus an /echo endpoint), a relay, the fault proxy
+// (internal/faultproxy) in front of the relay, and a supervisor that reaches
 // the relay through the proxy and forwards to the upstream, with short
 // heartbeat and retry settings. Config.Concurrency clients then send
 // requests one after the other through the relay's public front: small

@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
+	"github.com/enhanced-tunnel/tunnel/internal/faultproxy"
 )
 
 func TestMain(m *testing.M) {

@@ -21,11 +21,11 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/internal/faultproxy"
+	"github.com/enhanced-tunnel/tunnel/internal/ttsdemo"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
-	"github.com/enhanced-tunnel/tunnel/test/faultproxy"
-	"github.com/enhanced-tunnel/tunnel/test/ttsdemo"
 )
 
 const (
