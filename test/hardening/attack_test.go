@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,17 @@ func dialerFrom(ip net.IP) *websocket.Dialer {
 		WriteBufferSize:  256,
 		NetDialContext:   (&net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}}).DialContext,
 	}
+}
+
+// smallReceiveBuffer is a net.Dialer Control that gives the socket a 4 KiB
+// receive buffer: a client that does not read then stalls its sender at
+// once, rather than after the megabytes loopback would take.
+func smallReceiveBuffer(_, _ string, c syscall.RawConn) error {
+	var err error
+	if cerr := c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) }); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // upgrade opens a WebSocket to r's /tunnel from ip. status is the HTTP

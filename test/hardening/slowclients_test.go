@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,11 +62,7 @@ func (s *pattern) Read(p []byte) (int, error) {
 // buffer, and never reads the answer.
 func stalled(t *testing.T, addr, path string) net.Conn {
 	t.Helper()
-	d := net.Dialer{Timeout: wait, Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return err
-	}}
+	d := net.Dialer{Timeout: wait, Control: smallReceiveBuffer}
 	conn, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,11 +85,7 @@ func TestASupervisorThatDoesNotReadIsDroppedNotBuffered(t *testing.T) {
 	})
 	base := liveHeap()
 	d := dialerFrom(loopback(0))
-	d.NetDialContext = (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var err error
-		_ = c.Control(func(fd uintptr) { err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-		return err
-	}}).DialContext
+	d.NetDialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: loopback(0)}, Control: smallReceiveBuffer}).DialContext
 	conn, _, err := d.DialContext(context.Background(), harness.TunnelURL(r), nil)
 	if err != nil {
 		t.Fatal(err)
