@@ -191,13 +191,16 @@ func TestStreamBuffersStayWithinTheBudgetAndTheLaggardsAreCut(t *testing.T) {
 	r := startRelay(t, func(c *relay.Config) { c.MaxBuffered, c.SendTimeout = budget, time.Minute })
 	m := markBefore(t, r, startTunnel(t, harness.TunnelURL(r), defaultKey, upstream(t, up.ServeHTTP), nil))
 
-	// Each lagging stream holds half its window (1 MiB) or more, behind
-	// what the kernel's socket buffers take: six of them, some 3 MiB.
+	// Each lagging stream comes to hold a good part of its window (1 MiB),
+	// behind what the kernel's socket buffers take: six of them would hold
+	// some MiB. How many must go depends on how much each holds when the
+	// budget runs out, which the kernel decides; that the budget holds, and
+	// that the cut ones are laggards, does not.
 	var conns []net.Conn
 	for range 6 {
 		conns = append(conns, stalled(t, r.Addr().String(), "/endless"))
 	}
-	harness.Eventually(t, wait, "three laggards cut", func() bool { return up.cancelled.Load() >= 3 })
+	harness.Eventually(t, wait, "laggards cut", func() bool { return up.cancelled.Load() >= 1 })
 	if b := metric(t, r, "tunnel_relay_buffered_bytes"); b > budget {
 		t.Fatalf("%v bytes buffered, budget %d", b, budget)
 	}
