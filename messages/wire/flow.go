@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"sync"
+	"time"
 )
 
 // ErrWindowExceeded is returned by StreamReader.Push when the sender has more
@@ -15,30 +16,39 @@ import (
 // control, which the receiver treats as a protocol error.
 var ErrWindowExceeded = errors.New("wire: stream window exceeded")
 
-// ErrBudgetExceeded ends a StreamReader that held the most unread bytes
-// when the budget it shares with others ran out: its consumer lags the
-// most, and the receiver gives its stream up rather than let the laggards
-// of many streams add up.
+// ErrBudgetExceeded ends the StreamReader whose consumer lagged the most
+// when the budget it shares with others ran out: the receiver gives its
+// stream up rather than let the laggards of many streams add up.
 var ErrBudgetExceeded = errors.New("wire: buffer budget exceeded")
 
 // Budget bounds the bytes that many StreamReaders buffer together, besides
 // each one's window. It is safe for concurrent use.
 //
-// When a chunk takes the readers over the budget, the reader that holds the
-// most unread bytes is given up: its buffer is dropped and its Read fails
-// with ErrBudgetExceeded at once. That is the stream whose consumer lags
-// the most; a consumer that keeps up holds a chunk or two, and is the last
-// to be cut. So the budget is exceeded by at most one chunk, for a moment.
+// When a chunk takes the readers over the budget, the reader whose consumer
+// has gone longest without reading is given up (among readers equally
+// still, the one holding the most): its buffer is dropped and its Read
+// fails with ErrBudgetExceeded at once. Time without a read, not bytes
+// held, tells a laggard: a new stream that keeps up can hold a whole window
+// for a moment, when its sender's first burst arrives, while a client that
+// stopped reading holds less but for good. So the budget is exceeded by at
+// most one chunk, for a moment.
 type Budget struct {
 	limit int64
 	mu    sync.Mutex
 	used  int64
-	held  map[*StreamReader]int64 // unread bytes of each reader that holds some
+	held  map[*StreamReader]*holding // the readers that hold unread bytes
+}
+
+// holding is what one reader holds, and since when its consumer has read
+// nothing: its last read, or the chunk that ended an empty buffer.
+type holding struct {
+	bytes int64
+	since time.Time
 }
 
 // NewBudget returns a budget of limit bytes.
 func NewBudget(limit int64) *Budget {
-	return &Budget{limit: limit, held: make(map[*StreamReader]int64)}
+	return &Budget{limit: limit, held: make(map[*StreamReader]*holding)}
 }
 
 // Used is how many bytes the readers sharing b hold now.
@@ -49,40 +59,56 @@ func (b *Budget) Used() int64 {
 }
 
 // add counts n more bytes held by r. Over the limit, it forgets the reader
-// that holds the most and returns it, for the caller to give up.
+// whose consumer lags the most and returns it, for the caller to give up.
 func (b *Budget) add(r *StreamReader, n int64) (victim *StreamReader) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.held[r] += n
+	h := b.held[r]
+	if h == nil {
+		h = &holding{since: time.Now()}
+		b.held[r] = h
+	}
+	h.bytes += n
 	b.used += n
 	if b.used <= b.limit {
 		return nil
 	}
-	var most int64
-	for reader, held := range b.held {
-		// Ties go to the reader pushing, so that the choice does not
-		// hang on map order.
-		if held > most || held == most && reader == r {
-			victim, most = reader, held
+	var worst *holding
+	for reader, h := range b.held {
+		if worst == nil || lagsMore(h, worst) || *h == *worst && reader == r {
+			// Ties go to the reader pushing, so that the choice does not
+			// hang on map order.
+			victim, worst = reader, h
 		}
 	}
 	b.forgetLocked(victim)
 	return victim
 }
 
-// release gives back n bytes r held; nothing if r was forgotten.
+// lagsMore reports whether the consumer of a lags more than that of b:
+// still for longer, or as long and holding more.
+func lagsMore(a, b *holding) bool {
+	if !a.since.Equal(b.since) {
+		return a.since.Before(b.since)
+	}
+	return a.bytes > b.bytes
+}
+
+// release gives back n bytes r held, which its consumer just read; nothing
+// if r was forgotten.
 func (b *Budget) release(r *StreamReader, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	held, ok := b.held[r]
-	if !ok {
+	h := b.held[r]
+	if h == nil {
 		return
 	}
-	if held <= n {
+	if h.bytes <= n {
 		b.forgetLocked(r)
 		return
 	}
-	b.held[r] = held - n
+	h.bytes -= n
+	h.since = time.Now()
 	b.used -= n
 }
 
@@ -94,8 +120,10 @@ func (b *Budget) forget(r *StreamReader) {
 }
 
 func (b *Budget) forgetLocked(r *StreamReader) {
-	b.used -= b.held[r]
-	delete(b.held, r)
+	if h := b.held[r]; h != nil {
+		b.used -= h.bytes
+		delete(b.held, r)
+	}
 }
 
 // SendWindow is a stream sender's credit of chunk bytes: it starts at the
@@ -223,8 +251,8 @@ func (r *StreamReader) Share(b *Budget) *StreamReader {
 // Push adds a copy of one chunk to the buffer. It returns an error wrapping
 // ErrWindowExceeded, and keeps nothing, if the chunk is larger than the
 // credit the sender has left. If the chunk takes a shared budget over its
-// limit, the reader that holds the most is given up (see Budget); if that
-// is r, Push returns an error wrapping ErrBudgetExceeded. After Finish, Fail
+// limit, the reader whose consumer lags the most is given up (see Budget);
+// if that is r, Push returns an error wrapping ErrBudgetExceeded. After Finish, Fail
 // or Close the chunk is dropped without error.
 func (r *StreamReader) Push(chunk []byte) error {
 	r.mu.Lock()
@@ -249,7 +277,7 @@ func (r *StreamReader) Push(chunk []byte) error {
 	if victim == nil {
 		return nil
 	}
-	err := fmt.Errorf("%w: this stream held the most unread bytes when the budget of %d ran out", ErrBudgetExceeded, r.budget.limit)
+	err := fmt.Errorf("%w: this stream's consumer lagged the most when the budget of %d bytes ran out", ErrBudgetExceeded, r.budget.limit)
 	victim.abort(err)
 	if victim == r {
 		return err

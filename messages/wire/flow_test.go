@@ -15,6 +15,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"testing/synctest"
+	"time"
 )
 
 func TestSendWindowAcquire(t *testing.T) {
@@ -792,12 +793,47 @@ func BenchmarkSendStream(b *testing.B) {
 	}
 }
 
+// TestStreamReaderBudgetCutsTheLongestStill proves that time without a
+// read, not bytes held, picks the stream given up: a client that stopped
+// reading seconds ago and holds a little is cut before a new stream whose
+// sender's first burst, a whole window, has just arrived unread.
+func TestStreamReaderBudgetCutsTheLongestStill(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBudget(1000)
+		stalled := NewStreamReader(1000, func(int64) {}).Share(b)
+		if err := stalled.Push(make([]byte, 300)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stalled.Read(make([]byte, 100)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // virtual: the stalled client reads no more
+		burst := NewStreamReader(1000, func(int64) {}).Share(b)
+		if err := burst.Push(make([]byte, 700)); err != nil {
+			t.Fatal(err)
+		}
+		if err := burst.Push(make([]byte, 200)); err != nil {
+			t.Fatalf("the new stream was cut: %v", err)
+		}
+		if _, err := stalled.Read(make([]byte, 1)); !errors.Is(err, ErrBudgetExceeded) {
+			t.Fatalf("the stalled stream reads %v, want ErrBudgetExceeded", err)
+		}
+		if used := b.Used(); used != 900 {
+			t.Fatalf("Used %d, want the new stream's 900", used)
+		}
+		if n, err := io.ReadFull(burst, make([]byte, 900)); n != 900 || err != nil {
+			t.Fatalf("the new stream read %d, %v", n, err)
+		}
+	})
+}
+
 // TestStreamReaderBudget walks three readers that share one budget through
 // pushes, reads, finishes, failures and closes, and checks after every step
 // what Push or Read answered and what the budget counts. It pins Budget's
 // contract: readers count their pushed but unread bytes in Used; when a Push
 // takes Used over the limit, the reader that then holds the most unread bytes
-// (the chunk just pushed included) is given up at once, its bytes dropped and
+// (the chunk just pushed included; time does not move here, so all readers
+// have been still as long) is given up at once, its bytes dropped and
 // given back, so that Used is within the limit again when Push returns; Push
 // fails with ErrBudgetExceeded only if that reader is the pusher's, and the
 // given-up reader's Read fails with it without draining; later pushes to it
