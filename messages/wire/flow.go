@@ -25,13 +25,14 @@ var ErrBudgetExceeded = errors.New("wire: buffer budget exceeded")
 // each one's window. It is safe for concurrent use.
 //
 // When a chunk takes the readers over the budget, the reader whose consumer
-// has gone longest without reading is given up (among readers equally
-// still, the one holding the most): its buffer is dropped and its Read
-// fails with ErrBudgetExceeded at once. Time without a read, not bytes
-// held, tells a laggard: a new stream that keeps up can hold a whole window
-// for a moment, when its sender's first burst arrives, while a client that
-// stopped reading holds less but for good. So the budget is exceeded by at
-// most one chunk, for a moment.
+// lags the most is given up: the one whose unread bytes times the time since
+// its consumer last read is the largest (among equals, the one holding the
+// most). Its buffer is dropped and its Read fails with ErrBudgetExceeded at
+// once. Neither bytes nor time alone tells a laggard: a new stream that
+// keeps up can hold a whole window for a moment, when its sender's first
+// burst arrives, and a stream that keeps up can wait a moment for its
+// consumer to be scheduled; a client that stopped reading holds bytes for
+// good. So the budget is exceeded by at most one chunk, for a moment.
 type Budget struct {
 	limit int64
 	mu    sync.Mutex
@@ -73,9 +74,10 @@ func (b *Budget) add(r *StreamReader, n int64) (victim *StreamReader) {
 	if b.used <= b.limit {
 		return nil
 	}
+	now := time.Now()
 	var worst *holding
 	for reader, h := range b.held {
-		if worst == nil || lagsMore(h, worst) || *h == *worst && reader == r {
+		if worst == nil || h.lagsMore(worst, now) || *h == *worst && reader == r {
 			// Ties go to the reader pushing, so that the choice does not
 			// hang on map order.
 			victim, worst = reader, h
@@ -85,13 +87,19 @@ func (b *Budget) add(r *StreamReader, n int64) (victim *StreamReader) {
 	return victim
 }
 
-// lagsMore reports whether the consumer of a lags more than that of b:
-// still for longer, or as long and holding more.
-func lagsMore(a, b *holding) bool {
-	if !a.since.Equal(b.since) {
-		return a.since.Before(b.since)
+// lagsMore reports whether the consumer of h lags more than that of o at
+// now: more bytes unread for longer, or, when that weighs the same, more
+// bytes.
+func (h *holding) lagsMore(o *holding, now time.Time) bool {
+	if a, b := h.weight(now), o.weight(now); a != b {
+		return a > b
 	}
-	return a.bytes > b.bytes
+	return h.bytes > o.bytes
+}
+
+// weight is the bytes held times the seconds they have waited for a read.
+func (h *holding) weight(now time.Time) float64 {
+	return float64(h.bytes) * now.Sub(h.since).Seconds()
 }
 
 // release gives back n bytes r held, which its consumer just read; nothing

@@ -793,11 +793,11 @@ func BenchmarkSendStream(b *testing.B) {
 	}
 }
 
-// TestStreamReaderBudgetCutsTheLongestStill proves that time without a
-// read, not bytes held, picks the stream given up: a client that stopped
-// reading seconds ago and holds a little is cut before a new stream whose
-// sender's first burst, a whole window, has just arrived unread.
-func TestStreamReaderBudgetCutsTheLongestStill(t *testing.T) {
+// TestStreamReaderBudgetCutsTheLaggardNotTheBurst proves that bytes held
+// are weighed by the time they waited: a client that stopped reading
+// seconds ago and holds a little is cut before a new stream whose sender's
+// first burst, most of a window, has just arrived unread.
+func TestStreamReaderBudgetCutsTheLaggardNotTheBurst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := NewBudget(1000)
 		stalled := NewStreamReader(1000, func(int64) {}).Share(b)
@@ -1096,11 +1096,8 @@ func TestStreamReaderBudget(t *testing.T) {
 // never read. An idle stream's window holds all of it, which the budget
 // cannot, so every idle reader must be cut.
 //
-// Whether a prompt reader is cut must not depend on the scheduler where the
-// windows of all the streams together fit the budget: a reader that is not
-// idle never holds more than its window, so when the budget runs out some
-// idle reader holds more than any other, and only idle readers are cut. With
-// wider windows a prompt reader the scheduler starved may be cut too; then it
+// A prompt reader the scheduler starved may be cut too: the budget weighs
+// bytes held by the time they waited, and a starved consumer waits. Then it
 // must have delivered a prefix of its body. In every case Used is within the
 // limit whenever a Push has returned, as seen from the pushing goroutine, and
 // 0 once every reader is drained, closed or given up.
@@ -1120,14 +1117,13 @@ func TestStreamReaderBudgetConcurrent(t *testing.T) {
 		window             int64 // of prompt and quitting readers; an idle reader's holds its whole stream
 	}{
 		{"prompt readers within the budget", 8, 0, 0, 2 << 10},
-		{"idle readers are cut, the others never", 5, 1, 2, 2 << 10},
+		{"idle readers are cut", 5, 1, 2, 2 << 10},
 		{"one idle reader among many", 15, 0, 1, 1 << 10},
 		{"idle readers are cut among wide windows", 5, 1, 2, 16 << 10},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			n := tc.prompt + tc.quit + tc.idle
-			strict := int64(n)*tc.window <= limit
 			quits := func(i int) bool { return i >= tc.prompt && i < tc.prompt+tc.quit }
 			idle := func(i int) bool { return i >= tc.prompt+tc.quit }
 
@@ -1282,14 +1278,9 @@ func TestStreamReaderBudgetConcurrent(t *testing.T) {
 						t.Errorf("stream %d: SendStream: %v", i, sendErrs[i])
 					}
 				}
-				if cut[i] && strict {
-					t.Errorf("stream %d was cut, though all the windows fit the budget", i)
-				}
 			}
 			for i := range n {
 				switch {
-				case pushCut[i] && strict && !idle(i):
-					t.Errorf("stream %d: Push reported it given up, though all the windows fit the budget", i)
 				case pushCut[i] && !cut[i] && !quits(i):
 					// A quitting reader may be cut between reading its half
 					// and closing; any other must see its cut.
