@@ -12,6 +12,23 @@ type Status struct {
 	Tunnel         string        `json:"tunnel"`
 	Health         Health        `json:"health"`
 	CircuitBreaker BreakerReport `json:"circuit_breaker"`
+
+	// ReadyConnections counts the connections in AUTHENTICATED; Connections
+	// has one entry per connection, in index order. Both are set on a
+	// tunnel's aggregate status, and empty on one connection's own.
+	ReadyConnections int                `json:"ready_connections"`
+	Connections      []ConnectionStatus `json:"connections,omitempty"`
+}
+
+// ConnectionStatus is one connection's part of a tunnel's status, in the
+// seed's shape.
+type ConnectionStatus struct {
+	Index          int           `json:"index"`
+	RelayURL       string        `json:"relay_url"` // password redacted
+	State          State         `json:"state"`
+	Connected      bool          `json:"connected"`
+	Health         Health        `json:"health"`
+	CircuitBreaker BreakerReport `json:"circuit_breaker"`
 }
 
 // Health is the ledger's account of attempts, failures, stability and timing.

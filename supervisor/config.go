@@ -34,6 +34,12 @@ const (
 	DefaultCloseTimeout       = 10 * time.Second
 	DefaultWriteTimeout       = 10 * time.Second
 	DefaultClient             = "tunnel-supervisor/0.1"
+	// DefaultConnections is how many connections a tunnel keeps: two, so
+	// that one path's failure leaves the other serving.
+	DefaultConnections = 2
+	// MaxConnections bounds Connections; the relay keeps at most 16 sessions
+	// per tunnel by default.
+	MaxConnections = 16
 )
 
 // ReconnectPolicy chooses the delay before the next attempt when the
@@ -71,6 +77,12 @@ type Handler func(ctx context.Context, t *Tunnel, msg *messages.TunnelMessage)
 // RelayURL and APIKey.
 type Config struct {
 	RelayURL string // ws:// or wss:// URL of the relay's tunnel endpoint, e.g. ws://relay:8080/tunnel
+	// RelayURLs lists several relays (or several addresses of one); it
+	// replaces RelayURL when set. Connection i dials RelayURLs[i mod len].
+	RelayURLs []string
+	// Connections is how many connections the tunnel keeps, each its own
+	// child of the supervision tree with its own breaker; default 2.
+	Connections int
 	APIKey   string // the key the relay knows this tunnel by; never logged
 	Tunnel   string // tunnel name sent in auth; default "default"
 	Client   string // name/version sent in auth; default DefaultClient
@@ -118,6 +130,7 @@ func DefaultConfig() Config {
 	return Config{
 		Tunnel:             wire.DefaultTunnel,
 		Client:             DefaultClient,
+		Connections:        DefaultConnections,
 		HeartbeatInterval:  DefaultHeartbeatInterval,
 		HeartbeatTimeout:   DefaultHeartbeatTimeout,
 		ConnectTimeout:     DefaultConnectTimeout,
@@ -140,12 +153,39 @@ func DefaultConfig() Config {
 	}
 }
 
+// URLs returns the relay URLs the connections dial: RelayURLs, or RelayURL
+// alone.
+func (c Config) URLs() []string {
+	if len(c.RelayURLs) > 0 {
+		return c.RelayURLs
+	}
+	if c.RelayURL == "" {
+		return nil
+	}
+	return []string{c.RelayURL}
+}
+
+// URLOf is the relay URL connection i dials.
+func (c Config) URLOf(i int) string {
+	urls := c.URLs()
+	return urls[i%len(urls)]
+}
+
 // KeyInClear reports whether the API key would cross the network
-// unencrypted: a ws:// RelayURL to a host that is not loopback. Start warns
+// unencrypted: a ws:// relay URL to a host that is not loopback. Start warns
 // then; it still connects, since a TLS terminator may stand on the same
 // host or network path.
 func (c Config) KeyInClear() bool {
-	u, err := url.Parse(c.RelayURL)
+	for _, raw := range c.URLs() {
+		if keyInClear(raw) {
+			return true
+		}
+	}
+	return false
+}
+
+func keyInClear(raw string) bool {
+	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "ws" {
 		return false
 	}
@@ -166,16 +206,27 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
-	u, err := url.Parse(c.RelayURL)
-	switch {
-	case c.RelayURL == "":
+	if len(c.URLs()) == 0 {
 		return bad("RelayURL is empty")
-	case err != nil:
-		return bad("RelayURL: %v", err)
-	case u.Scheme != "ws" && u.Scheme != "wss":
-		return bad("RelayURL must be ws:// or wss://, got %q", u.Scheme)
-	case u.Host == "":
-		return bad("RelayURL has no host")
+	}
+	for _, raw := range c.URLs() {
+		u, err := url.Parse(raw)
+		switch {
+		case raw == "":
+			return bad("RelayURLs has an empty URL")
+		case err != nil:
+			return bad("relay URL: %v", err)
+		case u.Scheme != "ws" && u.Scheme != "wss":
+			return bad("relay URL must be ws:// or wss://, got %q", u.Scheme)
+		case u.Host == "":
+			return bad("relay URL %q has no host", u.Redacted())
+		}
+	}
+	switch {
+	case c.Connections < 1 || c.Connections > MaxConnections:
+		return bad("Connections must be between 1 and %d, got %d", MaxConnections, c.Connections)
+	case c.Connections < len(c.URLs()):
+		return bad("Connections (%d) must be at least the number of relay URLs (%d), or some relay gets no connection", c.Connections, len(c.URLs()))
 	case c.APIKey == "":
 		return bad("APIKey is empty")
 	case c.Tunnel == "":

@@ -62,12 +62,17 @@ var ErrMalformed = errors.New("wire: malformed frame")
 // PROTOCOL.md); unused fields are left empty and are not encoded. Body holds
 // raw bytes and travels as base64.
 type Frame struct {
-	Type      string              `json:"type"`
-	MessageID string              `json:"message_id,omitempty"`
-	APIKey    string              `json:"api_key,omitempty"`
-	Tunnel    string              `json:"tunnel,omitempty"`
-	Client    string              `json:"client,omitempty"`
-	SessionID string              `json:"session_id,omitempty"`
+	Type      string `json:"type"`
+	MessageID string `json:"message_id,omitempty"`
+	APIKey    string `json:"api_key,omitempty"`
+	Tunnel    string `json:"tunnel,omitempty"`
+	Client    string `json:"client,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	// Instance and Index, in auth, name the supervisor process (random per
+	// process) and which of its connections this is: the relay replaces a
+	// session with the same pair and keeps a session of any other beside it.
+	Instance  string              `json:"instance,omitempty"`
+	Index     int                 `json:"index,omitempty"`
 	Timestamp int64               `json:"timestamp,omitempty"`
 	Method    string              `json:"method,omitempty"`
 	Path      string              `json:"path,omitempty"`
@@ -157,6 +162,8 @@ func Decode(data []byte) (*Frame, error) {
 		{"tunnel", &f.Tunnel},
 		{"client", &f.Client},
 		{"session_id", &f.SessionID},
+		{"instance", &f.Instance},
+		{"index", &f.Index},
 		{"timestamp", &f.Timestamp},
 		{"method", &f.Method},
 		{"path", &f.Path},
