@@ -11,7 +11,9 @@ import (
 // passed on by the supervisor to the heartbeat, breaker and health actors.
 type StateChanged struct {
 	State State
-	At    time.Time
+	// Connection is the index of the tunnel's connection that changed.
+	Connection int
+	At         time.Time
 	// Attempt counts connection attempts since the tunnel started, from 1.
 	Attempt int
 	// SessionID and ConnectTime are set when State is Authenticated:
@@ -54,10 +56,15 @@ type Outbound struct {
 	Binary bool
 	Data   []byte
 	Reply  chan error
-	// NoQueue frames continue something begun on the current connection
-	// (the chunks of a stream): while disconnected they fail with
-	// ErrNotConnected instead of waiting for the next connection.
-	NoQueue bool
+	// Pinned frames must go out on connection Conn during its authenticated
+	// session Epoch: a response goes back the way its request came, a
+	// stream's chunks follow its first frame. When that session is gone they
+	// fail with ErrConnectionLost instead of waiting for, or taking, another
+	// connection. For a frame that is not pinned, the supervisor sets Conn
+	// and Epoch to the connection it hands the frame to, before the frame is
+	// written: the sender reads them once Reply has answered nil.
+	Pinned      bool
+	Conn, Epoch int
 }
 
 // Answer delivers err to the frame's sender without ever blocking.
@@ -77,10 +84,12 @@ type Undeliverable struct {
 
 // Inbound is one application frame the connection received (request,
 // response, error, cancel, stream frames, window_update) or, when Chunk is
-// set, one binary chunk of a streamed body.
+// set, one binary chunk of a streamed body. The supervisor sets Conn and
+// Epoch: the connection and authenticated session it came on.
 type Inbound struct {
-	Frame *wire.Frame
-	Chunk *Chunk
+	Frame       *wire.Frame
+	Chunk       *Chunk
+	Conn, Epoch int
 }
 
 // Chunk is one binary message of a streamed body.

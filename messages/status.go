@@ -58,9 +58,10 @@ type Health struct {
 
 // Transition is one state change the ledger saw.
 type Transition struct {
-	From State     `json:"from"`
-	To   State     `json:"to"`
-	At   time.Time `json:"at"`
+	Connection int       `json:"connection"`
+	From       State     `json:"from"`
+	To         State     `json:"to"`
+	At         time.Time `json:"at"`
 }
 
 // BreakerReport is the circuit breaker's part of the status.

@@ -83,9 +83,13 @@ type Config struct {
 	// Connections is how many connections the tunnel keeps, each its own
 	// child of the supervision tree with its own breaker; default 2.
 	Connections int
-	APIKey   string // the key the relay knows this tunnel by; never logged
-	Tunnel   string // tunnel name sent in auth; default "default"
-	Client   string // name/version sent in auth; default DefaultClient
+	// RetryIdempotent sends a Request again, once, when its connection is
+	// lost before the answer and the request is idempotent (GET, HEAD,
+	// OPTIONS, PUT, DELETE) with an inline body; default true.
+	RetryIdempotent bool
+	APIKey          string // the key the relay knows this tunnel by; never logged
+	Tunnel          string // tunnel name sent in auth; default "default"
+	Client          string // name/version sent in auth; default DefaultClient
 
 	HeartbeatInterval time.Duration // default 15 s
 	HeartbeatTimeout  time.Duration // no ack for this long: stale, NETWORK_ERROR; default 30 s
@@ -131,6 +135,7 @@ func DefaultConfig() Config {
 		Tunnel:             wire.DefaultTunnel,
 		Client:             DefaultClient,
 		Connections:        DefaultConnections,
+		RetryIdempotent:    true,
 		HeartbeatInterval:  DefaultHeartbeatInterval,
 		HeartbeatTimeout:   DefaultHeartbeatTimeout,
 		ConnectTimeout:     DefaultConnectTimeout,

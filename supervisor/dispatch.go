@@ -17,60 +17,62 @@ const maxReported = 1024
 
 // deliver routes one inbound frame or chunk: answers to Request calls,
 // stream data to its reader, flow control to its sender, and everything
-// else to the host's handler. It runs on the root actor's mailbox and never
+// else to the host's handler. It runs on a path's mailbox and never
 // blocks: handlers run in goroutines of their own, chunks are buffered within
 // the stream's window.
 func (t *Tunnel) deliver(in *messages.Inbound) {
+	via := route{conn: in.Conn, epoch: in.Epoch}
 	if in.Chunk != nil {
-		t.chunk(in.Chunk)
+		t.chunk(in.Chunk, via)
 		return
 	}
 	f := in.Frame
+	k := key{conn: in.Conn, id: f.MessageID}
 	switch f.Type {
 	case wire.TypeRequest:
-		t.handle(t.messageOf(f))
+		t.handle(t.messageOf(f, via), via)
 	case wire.TypeResponse, wire.TypeError:
-		t.answer(f)
+		t.answer(f, via)
 	case wire.TypeCancel:
 		t.mu.Lock()
-		cancel := t.handling[f.MessageID]
-		win := t.outStreams[f.MessageID]
+		h := t.handling[k]
+		out := t.outStreams[k]
 		// The body of a cancelled request will never end: whoever reads it
 		// (an upstream request being written) must not wait for it.
-		body := t.inStreams[f.MessageID]
-		delete(t.inStreams, f.MessageID)
+		body := t.inStreams[k]
+		delete(t.inStreams, k)
 		t.mu.Unlock()
 		cancelled := fmt.Errorf("supervisor: relay cancelled message %s", f.MessageID)
-		if cancel != nil {
-			cancel()
+		if h != nil {
+			h.cancel()
 		}
-		if win != nil {
-			win.Close(cancelled)
+		if out != nil {
+			out.win.Close(cancelled)
 		}
 		if body != nil {
-			body.Fail(cancelled)
+			body.r.Fail(cancelled)
 		}
 	case wire.TypeStreamEnd, wire.TypeStreamError:
 		t.mu.Lock()
-		r := t.inStreams[f.MessageID]
-		delete(t.inStreams, f.MessageID)
+		s := t.inStreams[k]
+		delete(t.inStreams, k)
 		t.mu.Unlock()
 		switch {
-		case r == nil:
-			t.reportUnknownStream(f.MessageID)
+		case s == nil:
+			t.reportUnknownStream(k, via)
 		case f.Type == wire.TypeStreamEnd:
-			r.Finish()
+			s.r.Finish()
 		default:
-			r.Fail(fmt.Errorf("supervisor: stream aborted by the relay: %s", f.Error))
+			s.r.Fail(fmt.Errorf("supervisor: stream aborted by the relay: %s", f.Error))
 		}
 	case wire.TypeWindowUpdate:
 		t.mu.Lock()
-		win := t.outStreams[f.MessageID]
+		out := t.outStreams[k]
 		t.mu.Unlock()
 		// A grant for a stream that just ended is normal (it crossed the
 		// stream's end on the wire): no error for an unknown id.
-		if win != nil && f.Bytes > 0 {
-			win.Grant(f.Bytes)
+		if out != nil && f.Bytes > 0 {
+			out.win.Grant(f.Bytes)
 		}
 	default:
 		t.log.WithField("type", f.Type).Debug("Ignoring frame")
@@ -80,17 +82,17 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 // answer completes the Request waiting for f; a response or error nobody
 // waits for goes to the handler, where an embedder doing its own
 // correlation finds it.
-func (t *Tunnel) answer(f *wire.Frame) {
-	msg := t.messageOf(f)
+func (t *Tunnel) answer(f *wire.Frame, via route) {
+	msg := t.messageOf(f, via)
 	t.mu.Lock()
 	p := t.pending[f.MessageID]
 	delete(t.pending, f.MessageID)
 	t.mu.Unlock()
 	if p == nil {
 		if f.Type == wire.TypeError {
-			t.log.WithFields(logrus.Fields{"message_id": f.MessageID, "error": f.Error}).Warn("Relay reported an error")
+			t.log.WithFields(logrus.Fields{"message_id": f.MessageID, "error": f.Error, "connection": via.conn}).Warn("Relay reported an error")
 		}
-		t.handle(msg)
+		t.handle(msg, via)
 		return
 	}
 	var err error
@@ -101,75 +103,80 @@ func (t *Tunnel) answer(f *wire.Frame) {
 }
 
 // messageOf turns a frame into the host's message; a streamed body gets a
-// reader that grants window as the host consumes it.
-func (t *Tunnel) messageOf(f *wire.Frame) *messages.TunnelMessage {
+// reader that grants window, on the body's own route, as the host consumes
+// it.
+func (t *Tunnel) messageOf(f *wire.Frame, via route) *messages.TunnelMessage {
 	msg := &messages.TunnelMessage{Type: f.Type, MessageID: f.MessageID, Method: f.Method, Path: f.Path,
 		Status: f.Status, Headers: f.Headers, Body: f.Body, Error: f.Error}
 	if f.Stream {
 		id := f.MessageID
 		r := wire.NewStreamReader(t.cfg.Window, func(n int64) {
-			t.sendAsync(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: id, Bytes: n})
+			t.sendAsync(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: id, Bytes: n}, via)
 		})
 		t.mu.Lock()
-		t.inStreams[id] = r
+		t.inStreams[key{conn: via.conn, id: id}] = &inStream{r: r, via: via}
 		t.mu.Unlock()
 		msg.BodyStream = r
 	}
 	return msg
 }
 
-func (t *Tunnel) chunk(c *messages.Chunk) {
+func (t *Tunnel) chunk(c *messages.Chunk, via route) {
+	k := key{conn: via.conn, id: c.MessageID}
 	t.mu.Lock()
-	r := t.inStreams[c.MessageID]
+	s := t.inStreams[k]
 	t.mu.Unlock()
-	if r == nil {
-		t.reportUnknownStream(c.MessageID)
+	if s == nil {
+		t.reportUnknownStream(k, via)
 		return
 	}
-	if err := r.Push(c.Data); err != nil {
+	if err := s.r.Push(c.Data); err != nil {
 		t.mu.Lock()
-		delete(t.inStreams, c.MessageID)
+		delete(t.inStreams, k)
 		t.mu.Unlock()
-		r.Fail(err)
-		t.sendAsync(&wire.Frame{Type: wire.TypeError, MessageID: c.MessageID, Error: err.Error()})
+		s.r.Fail(err)
+		t.sendAsync(&wire.Frame{Type: wire.TypeError, MessageID: c.MessageID, Error: err.Error()}, via)
 	}
 }
 
 // reportUnknownStream answers data for a stream this side does not know
 // with one error frame per id, as PROTOCOL.md asks.
-func (t *Tunnel) reportUnknownStream(id string) {
+func (t *Tunnel) reportUnknownStream(k key, via route) {
 	t.mu.Lock()
-	seen := t.reported[id]
+	seen := t.reported[k]
 	if !seen {
 		if len(t.reported) >= maxReported {
-			t.reported = map[string]bool{}
+			t.reported = map[key]bool{}
 		}
-		t.reported[id] = true
+		t.reported[k] = true
 	}
 	t.mu.Unlock()
 	if !seen {
-		t.sendAsync(&wire.Frame{Type: wire.TypeError, MessageID: id, Error: "unknown stream"})
+		t.sendAsync(&wire.Frame{Type: wire.TypeError, MessageID: k.id, Error: "unknown stream"}, via)
 	}
 }
 
 // handle runs the host's handler for msg in a goroutine of its own, with a
-// context that a cancel frame, the loss of the connection, or Stop ends.
-func (t *Tunnel) handle(msg *messages.TunnelMessage) {
+// context that a cancel frame, the loss of the connection the message came
+// on, or Stop ends.
+func (t *Tunnel) handle(msg *messages.TunnelMessage, via route) {
 	if t.stopped.Load() {
 		return
 	}
 	ctx, cancel := context.WithCancel(t.baseCtx)
 	isRequest := msg.Type == messages.TypeRequest
+	k := key{conn: via.conn, id: msg.MessageID}
+	h := &handled{cancel: cancel, via: via}
 	if isRequest {
 		t.mu.Lock()
-		_, dup := t.handling[msg.MessageID]
+		_, dup := t.handling[k]
 		if !dup {
-			t.handling[msg.MessageID] = cancel
+			t.handling[k] = h
 		}
 		t.mu.Unlock()
 		if dup {
 			cancel()
-			t.sendAsync(&wire.Frame{Type: wire.TypeError, MessageID: msg.MessageID, Error: "duplicate message_id"})
+			t.sendAsync(&wire.Frame{Type: wire.TypeError, MessageID: msg.MessageID, Error: "duplicate message_id"}, via)
 			return
 		}
 	}
@@ -180,7 +187,9 @@ func (t *Tunnel) handle(msg *messages.TunnelMessage) {
 		if isRequest {
 			defer func() {
 				t.mu.Lock()
-				delete(t.handling, msg.MessageID)
+				if t.handling[k] == h {
+					delete(t.handling, k)
+				}
 				t.mu.Unlock()
 			}()
 		}
@@ -197,39 +206,57 @@ func (t *Tunnel) handle(msg *messages.TunnelMessage) {
 	}()
 }
 
-// lost fails everything bound to the connection that just failed: answers
-// that will never come, streams cut in the middle, handlers whose response
-// can no longer reach the relay's waiting client.
-func (t *Tunnel) lost(f *messages.ConnectionFailed) {
-	t.failAll(fmt.Errorf("%w: %s", messages.ErrConnectionLost, f.Type), f.WasAuthenticated)
+// lost fails everything bound to a session of conn up to epoch, the one
+// that just ended: answers that will never come, streams cut in the
+// middle, handlers whose response can no longer reach the relay's waiting
+// client. What travels on the tunnel's other connections is untouched.
+func (t *Tunnel) lost(conn, epoch int, f *messages.ConnectionFailed) {
+	err := fmt.Errorf("%w: %s", messages.ErrConnectionLost, f.Type)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if epoch > t.ended[conn] {
+		t.ended[conn] = epoch
+	}
+	on := func(via route) bool { return via.conn == conn && via.epoch <= epoch }
+	for id, p := range t.pending {
+		if p.sent && on(p.via) {
+			p.reply <- result{err: err}
+			delete(t.pending, id)
+		}
+	}
+	t.fail(err, on)
 }
 
-// failAll fails everything in flight with err. Requests still being sent
-// stay (they may wait in the queue for the next connection) unless
-// wroteOnLost: then they are marked, as their frame may have gone out on the
-// connection just lost.
-func (t *Tunnel) failAll(err error, wroteOnLost bool) {
+// failAll fails everything in flight with err: the tunnel stopped.
+func (t *Tunnel) failAll(err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id, p := range t.pending {
-		switch {
-		case p.sent || t.stopped.Load():
-			p.reply <- result{err: err}
-			delete(t.pending, id)
-		case wroteOnLost:
-			p.lostWhileSending = true
+		p.reply <- result{err: err}
+		delete(t.pending, id)
+	}
+	t.fail(err, func(route) bool { return true })
+}
+
+// fail fails the streams and handlers whose route matches; t.mu is held.
+func (t *Tunnel) fail(err error, match func(route) bool) {
+	for k, s := range t.inStreams {
+		if match(s.via) {
+			s.r.Fail(err)
+			delete(t.inStreams, k)
 		}
 	}
-	for id, r := range t.inStreams {
-		r.Fail(err)
-		delete(t.inStreams, id)
+	for k, out := range t.outStreams {
+		if match(out.via) {
+			out.win.Close(err)
+			delete(t.outStreams, k)
+		}
 	}
-	for id, w := range t.outStreams {
-		w.Close(err)
-		delete(t.outStreams, id)
-	}
-	for id, cancel := range t.handling {
-		cancel()
-		delete(t.handling, id)
+	// A handler's entry stays until it returns: its answer must still find
+	// its (now lost) route, and fail, rather than take another connection.
+	for _, h := range t.handling {
+		if match(h.via) {
+			h.cancel()
+		}
 	}
 }

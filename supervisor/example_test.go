@@ -26,13 +26,16 @@ func ExampleStart() {
 	}
 	defer r.Close(context.Background())
 
-	up := make(chan struct{})
-	cfg := supervisor.DefaultConfig()
+	up := make(chan struct{}, 1)
+	cfg := supervisor.DefaultConfig() // two connections to the relay
 	cfg.RelayURL = "ws://" + r.Addr().String() + "/tunnel"
 	cfg.APIKey = "example-key-ZXhhbXBsZSBrZXk"
 	cfg.OnStateChange = func(s messages.StateChanged) {
 		if s.State == messages.Authenticated {
-			close(up)
+			select {
+			case up <- struct{}{}: // the first connection up
+			default:
+			}
 		}
 	}
 	cfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {

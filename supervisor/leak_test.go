@@ -26,6 +26,7 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 
 	up := make(chan struct{})
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL = stub.URL()
 	cfg.APIKey = stubKey
 	cfg.HeartbeatInterval, cfg.HeartbeatTimeout = 50*time.Millisecond, time.Second

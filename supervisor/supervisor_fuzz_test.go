@@ -139,6 +139,7 @@ func startFuzzTunnel(t *testing.T) *fuzzTunnel {
 	logger.SetLevel(logrus.DebugLevel)
 	fz.logs = hook
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL, cfg.APIKey = fz.relay.URL(), stubKey
 	cfg.NetDialContext = n.DialContext
 	cfg.ReadLimit, cfg.InlineLimit, cfg.ChunkSize, cfg.Window = fuzzReadLimit, fuzzChunk, fuzzChunk, fuzzChunk

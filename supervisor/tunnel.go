@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,20 +54,56 @@ type Tunnel struct {
 	stopOnce sync.Once
 	handlers sync.WaitGroup
 
+	// begun is set once root holds the root's PID (see hooks.begun).
+	begun atomic.Bool
+
+	// What is in flight is bound to the connection and authenticated
+	// session it travels on (a route): losing that session fails it, and
+	// nothing else. Frames the relay sent are keyed by connection and
+	// message_id, since a request the relay retries on another connection
+	// keeps its id.
 	mu         sync.Mutex
-	pending    map[string]*pendingRequest    // Request calls waiting for their answer
-	inStreams  map[string]*wire.StreamReader // bodies being received
-	outStreams map[string]*wire.SendWindow   // bodies being sent
-	handling   map[string]context.CancelFunc // requests in the host's handler
-	reported   map[string]bool               // unknown stream ids already answered with an error
+	pending    map[string]*pendingRequest // Request calls waiting for their answer
+	inStreams  map[key]*inStream          // bodies being received
+	outStreams map[key]*outStream         // bodies being sent
+	handling   map[key]*handled           // requests in the host's handler
+	reported   map[key]bool               // unknown stream ids already answered with an error
+	ended      map[int]int                // connection -> its last authenticated session that ended
 }
+
+// key names a message on one connection.
+type key struct {
+	conn int
+	id   string
+}
+
+// route is the connection and authenticated session a message travels on.
+type route struct{ conn, epoch int }
+
+// any is the route of a frame that may take any connection.
+var anyRoute = route{conn: -1}
 
 type pendingRequest struct {
 	reply chan result
-	sent  bool // the request is on the wire: losing the connection loses its answer
-	// lostWhileSending: an authenticated connection failed while Send was
-	// still under way, so the frame may have gone out on it.
-	lostWhileSending bool
+	// sent: the request is on the wire, on via; losing that session loses
+	// its answer.
+	sent bool
+	via  route
+}
+
+type inStream struct {
+	r   *wire.StreamReader
+	via route
+}
+
+type outStream struct {
+	win *wire.SendWindow
+	via route
+}
+
+type handled struct {
+	cancel context.CancelFunc
+	via    route
 }
 
 type result struct {
@@ -77,19 +114,47 @@ type result struct {
 // Start validates cfg and starts the tunnel's supervision tree in system.
 // A nil system makes one of the tunnel's own, which Stop shuts down; a host's
 // system is never shut down by the tunnel. Start returns at once: the
-// connection is made in the background (follow it with OnStateChange or
-// Status).
+// connections are made in the background (follow them with OnStateChange
+// or Status).
 func Start(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
+	t, err := newTunnel(system, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.root = t.system.Root.SpawnPrefix(t.props(), "tunnel-"+cfg.Tunnel)
+	t.begin()
+	return t, nil
+}
+
+// SpawnUnder validates cfg and spawns the tunnel's supervision tree as a
+// child of the host's actor whose context is parent (call it from that
+// actor's Receive): the host's supervisor strategy then sees the tunnel's
+// root as its child, restarts it should it ever fail, and stopping the
+// host's actor stops the tunnel. Stop still closes the connections
+// cleanly; the host's actor system is never shut down by the tunnel.
+func SpawnUnder(parent actor.Context, cfg Config) (*Tunnel, error) {
+	t, err := newTunnel(parent.ActorSystem(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.root = parent.SpawnPrefix(t.props(), "tunnel-"+cfg.Tunnel)
+	t.begin()
+	return t, nil
+}
+
+func newTunnel(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = discardLogger()
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.KeyInClear() {
-		u, _ := url.Parse(cfg.RelayURL)
-		cfg.Logger.WithFields(logrus.Fields{"actor": "tunnel", "tunnel": cfg.Tunnel, "relay_host": u.Host}).
-			Warn("Relay URL is ws:// to a host that is not loopback: the API key travels in clear; use wss://")
+	for _, raw := range cfg.URLs() {
+		if keyInClear(raw) {
+			u, _ := url.Parse(raw)
+			cfg.Logger.WithFields(logrus.Fields{"actor": "tunnel", "tunnel": cfg.Tunnel, "relay_host": u.Host}).
+				Warn("Relay URL is ws:// to a host that is not loopback: the API key travels in clear; use wss://")
+		}
 	}
 	t := &Tunnel{
 		cfg:        cfg,
@@ -97,10 +162,11 @@ func Start(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 		log:        cfg.Logger.WithFields(logrus.Fields{"actor": "tunnel", "tunnel": cfg.Tunnel}),
 		done:       make(chan struct{}),
 		pending:    map[string]*pendingRequest{},
-		inStreams:  map[string]*wire.StreamReader{},
-		outStreams: map[string]*wire.SendWindow{},
-		handling:   map[string]context.CancelFunc{},
-		reported:   map[string]bool{},
+		inStreams:  map[key]*inStream{},
+		outStreams: map[key]*outStream{},
+		handling:   map[key]*handled{},
+		reported:   map[key]bool{},
+		ended:      map[int]int{},
 	}
 	if t.system == nil {
 		t.ownSystem = true
@@ -113,10 +179,23 @@ func Start(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 		)
 	}
 	t.baseCtx, t.cancel = context.WithCancel(context.Background())
-	h := hooks{deliver: t.deliver, lost: t.lost, state: t.stateChanged}
-	t.root = t.system.Root.SpawnPrefix(actor.PropsFromProducer(func() actor.Actor { return newRoot(cfg, h) }), "tunnel-"+cfg.Tunnel)
-	t.system.Root.Send(t.root, &begin{})
 	return t, nil
+}
+
+// props is the root's: the whole tree grows from it.
+func (t *Tunnel) props() *actor.Props {
+	e := env{
+		cfg:      t.cfg,
+		hooks:    hooks{deliver: t.deliver, lost: t.lost, state: t.stateChanged, begun: t.begun.Load},
+		instance: uuid.NewString(),
+	}
+	return actor.PropsFromProducer(func() actor.Actor { return newRoot(e) })
+}
+
+// begin lets the tree grow, once the root's PID is stored.
+func (t *Tunnel) begin() {
+	t.begun.Store(true)
+	t.system.Root.Send(t.root, &begin{})
 }
 
 // PID is the supervision tree's root actor, for hosts that want to watch it.
@@ -124,45 +203,82 @@ func (t *Tunnel) PID() *actor.PID { return t.root }
 
 // Send writes msg to the relay. It returns nil only once the frame (and, for
 // a streamed body, every chunk and the stream end) is written on an
-// authenticated connection. While connected it blocks until written or ctx
-// ends; while disconnected the frame waits in a queue of at most MaxQueue
-// frames, written in order after the next AUTHENTICATED; a full queue, a
-// stopped tunnel or an invalid message is an immediate error. A request
-// without MessageID gets a new random one, set on msg.
+// authenticated connection. A request takes any authenticated connection
+// (in turn); a response, an error or a cancel for a request of the relay
+// goes back on the connection, and session, the request came on, and fails
+// with ErrConnectionLost once that session is gone. While no connection is
+// authenticated a request waits in a queue of at most MaxQueue frames,
+// written in order once one is; a full queue, a stopped tunnel or an invalid
+// message is an immediate error. Send blocks until written or ctx ends. A
+// request without MessageID gets a new random one, set on msg.
 //
 // A body over InlineLimit, or a BodyStream, is sent as a stream under the
-// per-stream window; losing the connection mid-stream fails Send.
+// per-stream window on the connection that took its first frame; losing
+// that connection mid-stream fails Send.
 func (t *Tunnel) Send(ctx context.Context, msg *messages.TunnelMessage) error {
+	_, err := t.send(ctx, msg)
+	return err
+}
+
+// send is Send, returning the route the message took.
+func (t *Tunnel) send(ctx context.Context, msg *messages.TunnelMessage) (route, error) {
 	f, body, err := t.frameOf(msg)
 	if err != nil {
-		return err
+		return route{}, err
 	}
+	to := t.routeOf(f)
 	if body == nil {
-		return t.write(ctx, false, wire.MustEncode(f), false)
+		return t.write(ctx, false, wire.MustEncode(f), to)
 	}
-	win := wire.NewSendWindow(t.cfg.Window)
+	via, err := t.write(ctx, false, wire.MustEncode(f), to)
+	if err != nil {
+		return via, err
+	}
+	k := key{conn: via.conn, id: f.MessageID}
+	out := &outStream{win: wire.NewSendWindow(t.cfg.Window), via: via}
 	t.mu.Lock()
-	if _, dup := t.outStreams[f.MessageID]; dup {
+	if _, dup := t.outStreams[k]; dup {
 		t.mu.Unlock()
-		return fmt.Errorf("%w: stream %s is already being sent", ErrDuplicateID, f.MessageID)
+		return via, fmt.Errorf("%w: stream %s is already being sent", ErrDuplicateID, f.MessageID)
 	}
-	t.outStreams[f.MessageID] = win
+	t.outStreams[k] = out
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
-		if t.outStreams[f.MessageID] == win {
-			delete(t.outStreams, f.MessageID)
+		if t.outStreams[k] == out {
+			delete(t.outStreams, k)
 		}
 		t.mu.Unlock()
 	}()
-	if err := t.write(ctx, false, wire.MustEncode(f), false); err != nil {
-		return err
+	p := &pipeline{t: t, via: via}
+	if _, err := wire.SendStream(ctx, f.MessageID, body, out.win, t.cfg.ChunkSize, p.write); err != nil {
+		return via, err
 	}
-	p := &pipeline{t: t}
-	if _, err := wire.SendStream(ctx, f.MessageID, body, win, t.cfg.ChunkSize, p.write); err != nil {
-		return err
+	return via, p.flush(ctx)
+}
+
+// routeOf pins an answer to the route of the request it answers: the
+// relay's request the host is handling, or the host's own request being
+// cancelled. Anything else may take any connection.
+func (t *Tunnel) routeOf(f *wire.Frame) route {
+	if f.Type == wire.TypeRequest {
+		return anyRoute
 	}
-	return p.flush(ctx)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p := t.pending[f.MessageID]; p != nil && p.sent && f.Type == wire.TypeCancel {
+		return p.via
+	}
+	// A handler answers on its own route; when the relay sent the same id
+	// on several connections (a retry), the newest session is the one
+	// still waiting.
+	found, best := false, anyRoute
+	for k, h := range t.handling {
+		if k.id == f.MessageID && (!found || h.via.epoch > best.epoch) {
+			found, best = true, h.via
+		}
+	}
+	return best
 }
 
 // streamPipelineDepth is how many chunks of one stream may be on their way
@@ -171,10 +287,11 @@ func (t *Tunnel) Send(ctx context.Context, msg *messages.TunnelMessage) error {
 // window still bounds the bytes in flight.
 const streamPipelineDepth = 8
 
-// pipeline writes a stream's chunks without waiting for each, in order,
-// keeping at most streamPipelineDepth unanswered.
+// pipeline writes a stream's chunks on its route without waiting for each,
+// in order, keeping at most streamPipelineDepth unanswered.
 type pipeline struct {
 	t       *Tunnel
+	via     route
 	pending []chan error
 }
 
@@ -187,7 +304,7 @@ func (p *pipeline) write(ctx context.Context, binary bool, data []byte) error {
 	if p.t.stopped.Load() {
 		return messages.ErrStopped
 	}
-	o := &messages.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1), NoQueue: true}
+	o := p.t.outbound(ctx, binary, data, p.via)
 	p.t.system.Root.Send(p.t.root, &sendFrame{out: o})
 	p.pending = append(p.pending, o.Reply)
 	return nil
@@ -252,11 +369,31 @@ func (t *Tunnel) frameOf(msg *messages.TunnelMessage) (*wire.Frame, io.Reader, e
 	return f, nil, nil
 }
 
+// idempotent lists the methods whose requests may be sent twice with the
+// effect of once (RFC 9110, section 9.2.2), less TRACE, which nobody tunnels.
+var idempotent = map[string]bool{
+	"GET": true, "HEAD": true, "OPTIONS": true, "PUT": true, "DELETE": true,
+}
+
+// retryable reports whether msg may be sent again on another connection
+// after the one it went out on was lost before its answer: an idempotent
+// method and a body kept whole in the frame.
+func (t *Tunnel) retryable(msg *messages.TunnelMessage) bool {
+	return t.cfg.RetryIdempotent && idempotent[strings.ToUpper(msg.Method)] &&
+		msg.BodyStream == nil && len(msg.Body) <= t.cfg.InlineLimit
+}
+
 // Request sends a request and waits for its response (same message_id). An
 // error frame in answer returns the message and an error wrapping ErrRemote.
 // If ctx ends first, a cancel frame tells the relay the answer is no longer
 // wanted. A streamed response body arrives in the result's BodyStream; read
 // it to the end or Close it.
+//
+// A request whose connection is lost before its answer fails with
+// ErrConnectionLost, unless it is idempotent (GET, HEAD, OPTIONS, PUT,
+// DELETE) with an inline body and RetryIdempotent is set: then it is sent
+// once more, on another connection if one is up. A request that never left
+// (its connection failed first) always goes on another connection.
 func (t *Tunnel) Request(ctx context.Context, msg *messages.TunnelMessage) (*messages.TunnelMessage, error) {
 	if msg != nil && msg.Type == "" {
 		msg.Type = messages.TypeRequest
@@ -267,6 +404,16 @@ func (t *Tunnel) Request(ctx context.Context, msg *messages.TunnelMessage) (*mes
 	if msg.MessageID == "" {
 		msg.MessageID = uuid.NewString()
 	}
+	answer, err := t.request(ctx, msg)
+	if errors.Is(err, messages.ErrConnectionLost) && ctx.Err() == nil && t.retryable(msg) {
+		t.log.WithFields(logrus.Fields{"message_id": msg.MessageID, "method": msg.Method}).Info("Connection lost before the answer; sending the idempotent request again")
+		answer, err = t.request(ctx, msg)
+	}
+	return answer, err
+}
+
+// request is one try of Request.
+func (t *Tunnel) request(ctx context.Context, msg *messages.TunnelMessage) (*messages.TunnelMessage, error) {
 	id := msg.MessageID
 	p := &pendingRequest{reply: make(chan result, 1)}
 	t.mu.Lock()
@@ -283,15 +430,19 @@ func (t *Tunnel) Request(ctx context.Context, msg *messages.TunnelMessage) (*mes
 		}
 		t.mu.Unlock()
 	}
-	if err := t.Send(ctx, msg); err != nil {
+	via, err := t.send(ctx, msg)
+	if err != nil {
 		forget()
 		return nil, err
 	}
 	t.mu.Lock()
-	p.sent = true
-	lost := p.lostWhileSending
+	ended, seen := t.ended[via.conn]
+	lost := seen && ended >= via.epoch
+	p.sent, p.via = true, via
 	t.mu.Unlock()
 	if lost {
+		// The session ended between the write and now: its loss did not
+		// see this request, and its answer cannot come.
 		forget()
 		return nil, fmt.Errorf("%w while the request was being sent; its answer cannot come", messages.ErrConnectionLost)
 	}
@@ -300,25 +451,47 @@ func (t *Tunnel) Request(ctx context.Context, msg *messages.TunnelMessage) (*mes
 		return r.msg, r.err
 	case <-ctx.Done():
 		forget()
-		t.sendAsync(&wire.Frame{Type: wire.TypeCancel, MessageID: id})
+		t.sendAsync(&wire.Frame{Type: wire.TypeCancel, MessageID: id}, via)
 		return nil, ctx.Err()
 	case <-t.done:
 		return nil, messages.ErrStopped
 	}
 }
 
-// Status returns the tunnel's status, answered by the health ledger.
+// Status returns the tunnel's status: each connection's, answered by its
+// health ledger, and their aggregate at the top level (see aggregate).
 func (t *Tunnel) Status() Status {
+	var each []Status
 	if !t.stopped.Load() {
-		res, err := t.system.Root.RequestFuture(t.root, &messages.GetStatus{}, statusTimeout).Result()
-		if s, ok := res.(*messages.Status); ok && err == nil {
-			return *s
-		}
+		each = t.statuses()
 	}
-	return Status{State: messages.Disconnected, Tunnel: t.cfg.Tunnel, Health: messages.Health{FailureTypes: map[string]int{}}}
+	return aggregate(t.cfg, each)
 }
 
-// Reconnect drops the current connection and connects again at once, or cuts
+// statuses asks every connection's ledger, all at once.
+func (t *Tunnel) statuses() []Status {
+	res, err := t.system.Root.RequestFuture(t.root, &getPaths{}, statusTimeout).Result()
+	ps, ok := res.(*paths)
+	if err != nil || !ok {
+		return nil
+	}
+	futures := make([]*actor.Future, len(ps.pids))
+	for i, pid := range ps.pids {
+		futures[i] = t.system.Root.RequestFuture(pid, &messages.GetStatus{}, statusTimeout)
+	}
+	each := make([]Status, len(futures))
+	for i, f := range futures {
+		res, err := f.Result()
+		s, ok := res.(*messages.Status)
+		if err != nil || !ok {
+			return nil
+		}
+		each[i] = *s
+	}
+	return each
+}
+
+// Reconnect drops every connection and connects again at once, or cuts
 // short the wait for the next attempt (even an open breaker's): for a host
 // that knows the network changed.
 func (t *Tunnel) Reconnect() {
@@ -327,7 +500,7 @@ func (t *Tunnel) Reconnect() {
 	}
 }
 
-// Stop closes the connection with a close frame (bounded by CloseTimeout),
+// Stop closes the connections with a close frame (bounded by CloseTimeout),
 // stops the actors, fails what is still queued or awaited with ErrStopped,
 // cancels the handlers' contexts and waits for them, within ctx. A tunnel
 // that made its own actor system shuts it down. Stop is idempotent.
@@ -349,7 +522,7 @@ func (t *Tunnel) stop(ctx context.Context) error {
 	}
 	close(t.done)
 	t.cancel()
-	t.failAll(messages.ErrStopped, false)
+	t.failAll(messages.ErrStopped)
 	handlersDone := make(chan struct{})
 	go func() { t.handlers.Wait(); close(handlersDone) }()
 	select {
@@ -364,31 +537,43 @@ func (t *Tunnel) stop(ctx context.Context) error {
 	return err
 }
 
-// write hands one WebSocket message to the root and waits for its answer.
-func (t *Tunnel) write(ctx context.Context, binary bool, data []byte, noQueue bool) error {
-	if t.stopped.Load() {
-		return messages.ErrStopped
+// outbound makes the message for one WebSocket message on route to.
+func (t *Tunnel) outbound(ctx context.Context, binary bool, data []byte, to route) *messages.Outbound {
+	o := &messages.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1)}
+	if to != anyRoute {
+		o.Pinned, o.Conn, o.Epoch = true, to.conn, to.epoch
 	}
-	o := &messages.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1), NoQueue: noQueue}
+	return o
+}
+
+// write hands one WebSocket message to the root and waits for its answer;
+// the route is the one it took.
+func (t *Tunnel) write(ctx context.Context, binary bool, data []byte, to route) (route, error) {
+	if t.stopped.Load() {
+		return route{}, messages.ErrStopped
+	}
+	o := t.outbound(ctx, binary, data, to)
 	t.system.Root.Send(t.root, &sendFrame{out: o})
 	select {
 	case err := <-o.Reply:
-		return err
+		if err != nil {
+			return route{}, err
+		}
+		return route{conn: o.Conn, epoch: o.Epoch}, nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return route{}, ctx.Err()
 	case <-t.done:
-		return messages.ErrStopped
+		return route{}, messages.ErrStopped
 	}
 }
 
 // sendAsync writes a control frame nobody waits for (cancel, window_update,
-// error answers); queued like any frame while disconnected.
-func (t *Tunnel) sendAsync(f *wire.Frame) {
+// error answers) on route to.
+func (t *Tunnel) sendAsync(f *wire.Frame, to route) {
 	if t.stopped.Load() {
 		return
 	}
-	o := &messages.Outbound{Ctx: context.Background(), Data: wire.MustEncode(f), Reply: make(chan error, 1)}
-	t.system.Root.Send(t.root, &sendFrame{out: o})
+	t.system.Root.Send(t.root, &sendFrame{out: t.outbound(context.Background(), false, wire.MustEncode(f), to)})
 }
 
 func (t *Tunnel) stateChanged(s messages.StateChanged) {

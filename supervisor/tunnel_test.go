@@ -45,6 +45,7 @@ func newRigOn(t *testing.T, n *pipenet.Network, mutate func(*supervisor.Config),
 		f(r)
 	}
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL = r.stub.URL()
 	cfg.APIKey = stubKey
 	cfg.NetDialContext = n.DialContext
@@ -439,7 +440,7 @@ func TestRequestFailsWhenTheConnectionIsLost(t *testing.T) {
 		r.until(messages.Authenticated)
 		errs := make(chan error, 1)
 		go func() {
-			_, err := r.tunnel.Request(context.Background(), &messages.TunnelMessage{Method: "GET", Path: "/"})
+			_, err := r.tunnel.Request(context.Background(), &messages.TunnelMessage{Method: "POST", Path: "/"})
 			errs <- err
 		}()
 		nextFrame(t, r.stub, wire.TypeRequest)

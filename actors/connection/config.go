@@ -29,6 +29,11 @@ type Config struct {
 	APIKey string // sent in the auth frame, never logged
 	Tunnel string // tunnel name sent in the auth frame; default "default"
 	Client string // "client" field of the auth frame (name/version); empty omits it
+	// Instance and Index are sent in the auth frame so that the relay keeps
+	// this connection beside the supervisor's others (and beside other
+	// supervisors') and replaces only its own earlier session. Empty omits.
+	Instance string
+	Index    int
 
 	// ConnectTimeout bounds TCP connect, TLS, the upgrade and the wait for
 	// the auth reply, all counted from the start of the dial; default 10 s.

@@ -97,7 +97,8 @@ func (s *socket) run(send func(any)) {
 	ws.SetReadLimit(s.cfg.ReadLimit)
 	_ = ws.SetReadDeadline(deadline)
 	_ = ws.SetWriteDeadline(deadline)
-	auth := &wire.Frame{Type: wire.TypeAuth, APIKey: s.cfg.APIKey, Tunnel: s.cfg.Tunnel, Client: s.cfg.Client}
+	auth := &wire.Frame{Type: wire.TypeAuth, APIKey: s.cfg.APIKey, Tunnel: s.cfg.Tunnel, Client: s.cfg.Client,
+		Instance: s.cfg.Instance, Index: s.cfg.Index}
 	if err := ws.WriteMessage(websocket.TextMessage, wire.MustEncode(auth)); err != nil {
 		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
 		return

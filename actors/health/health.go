@@ -22,6 +22,9 @@ const DefaultMaxTransitions = 20
 type Config struct {
 	// Tunnel names the tunnel in the status (its "tunnel" field). Default "".
 	Tunnel string
+	// Connection is the index of the tunnel's connection this ledger keeps,
+	// shown in its transitions. Default 0.
+	Connection int
 	// MaxTransitions is how many recent state transitions are kept.
 	// Default 20.
 	MaxTransitions int
@@ -135,7 +138,7 @@ func (l *ledger) Receive(ctx actor.Context) {
 		ctx.Respond(l.status())
 	}
 	if after := l.state(); after != before {
-		l.transitions = append(l.transitions, messages.Transition{From: before, To: after, At: time.Now()})
+		l.transitions = append(l.transitions, messages.Transition{Connection: l.cfg.Connection, From: before, To: after, At: time.Now()})
 		if extra := len(l.transitions) - l.cfg.MaxTransitions; extra > 0 {
 			l.transitions = slices.Delete(l.transitions, 0, extra)
 		}
@@ -221,11 +224,16 @@ func (l *ledger) status() *messages.Status {
 		cb.Active = true
 		cb.RecoveryIn = max(0, l.breaker.OpenUntil.Sub(now)).Seconds()
 	}
+	ready := 0
+	if state == messages.Authenticated {
+		ready = 1
+	}
 	return &messages.Status{
-		State:          state,
-		Connected:      state == messages.Authenticated,
-		Tunnel:         l.cfg.Tunnel,
-		Health:         h,
-		CircuitBreaker: cb,
+		State:            state,
+		Connected:        state == messages.Authenticated,
+		ReadyConnections: ready,
+		Tunnel:           l.cfg.Tunnel,
+		Health:           h,
+		CircuitBreaker:   cb,
 	}
 }

@@ -90,8 +90,11 @@ func TestInitialStatusHasEveryKey(t *testing.T) {
 		assertKeys(t, "health", h, wantHealth)
 		cb, _ := got["circuit_breaker"].(map[string]any)
 		assertKeys(t, "circuit_breaker", cb, map[string]any{"active": false, "recovery_in": 0.0, "state": "closed", "openings": 0.0})
-		if len(got) != 5 {
-			t.Errorf("status keys %v, want state, connected, tunnel, health, circuit_breaker", keysOf(got))
+		if got["ready_connections"] != 0.0 {
+			t.Errorf("ready_connections %v, want 0", got["ready_connections"])
+		}
+		if len(got) != 6 {
+			t.Errorf("status keys %v, want state, connected, tunnel, health, circuit_breaker, ready_connections", keysOf(got))
 		}
 	})
 }

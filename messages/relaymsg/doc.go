@@ -10,7 +10,7 @@
 //	session -> root -> auth    Authenticate (answered with AuthResult)
 //	session -> root -> router  SessionUp (answered with Registered), SessionDown,
 //	                           Response, Failed
-//	front   -> root -> router  Forward, Done, ListTunnels (answered with Tunnels)
+//	front   -> root -> router  Forward, Done, Drain, ListTunnels (answered with Tunnels)
 //	router  -> session         Dispatch, Cancel, Release, CloseSession
 //	router, session -> front   through the Exchange's channels: Outcome, WriteFunc
 package relaymsg

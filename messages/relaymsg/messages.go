@@ -63,19 +63,28 @@ type AddressVerdict struct {
 }
 
 // SessionUp says an authenticated session serves Tunnel. The router answers
-// with *Registered once requests for Tunnel go to Session; an older session
-// of the same tunnel is then sent CloseSession.
+// with *Registered once requests for Tunnel go to Session. Instance and
+// Index come from the auth frame: they name the supervisor process and
+// which of its connections this is. An older session of the tunnel with
+// the same pair is sent CloseSession (replaced); sessions with other pairs
+// serve beside it. A session without Instance (an older supervisor) counts
+// as Instance "" and Index 0, so that it replaces its predecessor.
 type SessionUp struct {
 	Tunnel    string
 	SessionID string
 	Session   *actor.PID
+	Instance  string
+	Index     int
 }
 
 // Registered answers SessionUp: the session may tell its supervisor
 // auth_ok. Refused is set when the relay holds as many authenticated
-// sessions as it may: the session closes with 1013 instead.
+// sessions as it may, or the tunnel as many as it may: the session closes
+// with 1013 instead, and Reason as the close reason (empty: the session's
+// default, "relay at its session limit").
 type Registered struct {
 	Refused bool
+	Reason  string
 }
 
 // AuthTimedOut says a connection from Addr sent no valid auth frame within
@@ -89,17 +98,24 @@ type AuthTimedOut struct {
 // address or in all, and a newer one needs the room.
 type Evict struct{}
 
-// SessionDown says a session that sent SessionUp has ended: its requests
-// still waiting for a response fail with 502.
+// SessionDown says a session that the router registered has ended. Written
+// lists the exchanges dispatched to it whose request frame was written to
+// its socket, or may have been (its write was under way when the session
+// closed): those may have reached the supervisor. Every other exchange
+// dispatched to the session never left the relay (it waited in the
+// session's queue, its write failed, or its Dispatch came too late), so
+// the router may send it through another session. The list is made once,
+// when the session ends, so that no message per request is needed.
 type SessionDown struct {
 	Tunnel    string
 	SessionID string
 	Session   *actor.PID
 	Reason    string
+	Written   []string
 }
 
 // CloseSession tells a session to close its connection with Code and Reason
-// (a newer session took its tunnel over).
+// (a newer session of the same supervisor connection replaced it).
 type CloseSession struct {
 	Code   int
 	Reason string
@@ -118,7 +134,7 @@ type Outcome struct {
 	// Body yields the response body when Response.Stream is set. The front
 	// must Close it when done.
 	Body *wire.StreamReader
-	// Status and Error, when Response is nil: e.g. 502, 503, 504.
+	// Status and Error, when Response is nil: e.g. 404, 502, 503, 504.
 	Status int
 	Error  string
 }
@@ -135,7 +151,9 @@ type Exchange struct {
 	// when the body is inline.
 	Upload *wire.SendWindow
 	// Accepted receives the session's writer once the request frame is
-	// queued, when Upload is set: the body's chunks go through it.
+	// written, when Upload is set: the body's chunks go through it. Until
+	// then nothing of the body is read, so that a request whose frame never
+	// left one session can go through another whole.
 	Accepted chan WriteFunc
 	// Outcome receives exactly one value.
 	Outcome chan Outcome
@@ -161,7 +179,9 @@ type Forward struct {
 }
 
 // Dispatch asks a session to write the exchange's request frame and to
-// route the frames of its answer.
+// route the frames of its answer. The router may dispatch one exchange
+// again, with the same message_id, to another session of the tunnel when
+// the first one ends before the response (see SessionDown).
 type Dispatch struct {
 	Exchange *Exchange
 }
@@ -183,7 +203,8 @@ type Failed struct {
 
 // Done says the front is finished with an exchange. Cancel is set when the
 // supervisor should stop working on it (the public client went away, or the
-// request body could not be sent).
+// request body could not be sent). An exchange still held for a session
+// (none was connected) is forgotten, and no session hears of it.
 type Done struct {
 	MessageID string
 	Cancel    bool
@@ -198,6 +219,11 @@ type Cancel struct {
 type Release struct {
 	MessageID string
 }
+
+// Drain tells the router that the relay is closing: no session can connect
+// any more, so the requests it holds for one are answered 503 at once, and
+// it holds no more.
+type Drain struct{}
 
 // ListTunnels asks the router for the connected tunnels; it answers *Tunnels.
 type ListTunnels struct{}

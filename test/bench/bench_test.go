@@ -60,6 +60,7 @@ func tunnelTo(b *testing.B, target string) (string, func()) {
 	}
 	up := make(chan struct{}, 1)
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL = "ws://" + r.Addr().String() + "/tunnel"
 	cfg.APIKey = key
 	cfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) { fw.Handle(ctx, t, msg) }

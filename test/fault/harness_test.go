@@ -118,6 +118,7 @@ func newRig(t *testing.T) *rig {
 	log.SetOutput(io.Discard)
 	log.AddHook(r.stale)
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL = "ws://" + proxy.Addr().String() + "/tunnel"
 	cfg.APIKey = key
 	cfg.HeartbeatInterval = heartbeatInterval

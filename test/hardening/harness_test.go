@@ -61,6 +61,7 @@ type tunnel struct {
 func startTunnel(t *testing.T, url, key, upstream string, change func(*supervisor.Config)) *tunnel {
 	t.Helper()
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL, cfg.APIKey = url, key
 	if upstream != "" {
 		cfg.OnMessage = harness.Forward(t, upstream, nil)

@@ -145,6 +145,7 @@ func TestKeysNeverReachLogsStatusMetricsOrErrors(t *testing.T) {
 		ev.add("relay "+path, body)
 	}
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL, cfg.APIKey = "http://not-a-websocket", defaultKey
 	_, err = supervisor.Start(nil, cfg)
 	ev.addError("invalid supervisor config", err)

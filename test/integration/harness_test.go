@@ -106,6 +106,7 @@ type tunnel struct {
 func (w *world) startTunnel(relayURL, upstream string, change func(*supervisor.Config)) *tunnel {
 	w.t.Helper()
 	cfg := supervisor.DefaultConfig()
+	cfg.Connections = 1 // the one-connection behaviour under test
 	cfg.RelayURL = relayURL
 	cfg.APIKey = testKey
 	cfg.HeartbeatInterval = 200 * time.Millisecond
