@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
@@ -377,5 +380,66 @@ func TestStatusJSONHasOneObjectPerConnection(t *testing.T) {
 				}
 			}
 		}
+	})
+}
+
+// childrenOf asks a host actor for its children.
+type childrenOf struct{}
+
+// hostWithTunnel spawns a tunnel under itself when it starts, and counts
+// the failures its strategy sees.
+type hostWithTunnel struct {
+	cfg     supervisor.Config
+	started chan *supervisor.Tunnel
+}
+
+func (h *hostWithTunnel) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		t, err := supervisor.SpawnUnder(ctx, h.cfg)
+		if err != nil {
+			panic(err)
+		}
+		h.started <- t
+	case *childrenOf:
+		ctx.Respond(ctx.Children())
+	}
+}
+
+// A host that spawns the tunnel under its own actor has the tunnel's root as
+// its child: stopping the host's actor stops the tunnel's tree and closes
+// its connections.
+func TestSpawnUnderMakesTheTunnelTheHostsChild(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := pipenet.New()
+		stub := relaystub.New(n.Listener(), relaystub.Options{APIKey: stubKey})
+		defer func() { _ = stub.Close(); _ = n.Close() }()
+		cfg := supervisor.DefaultConfig()
+		cfg.RelayURL, cfg.APIKey, cfg.NetDialContext = stub.URL(), stubKey, n.DialContext
+		system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return slog.New(slog.DiscardHandler) }))
+		started := make(chan *supervisor.Tunnel, 1)
+		host := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &hostWithTunnel{cfg: cfg, started: started} }))
+		tun := <-started
+		synctest.Wait()
+		if st := tun.Status(); st.ReadyConnections != 2 || stub.Connections() != 2 {
+			t.Fatalf("ready %d, stub sees %d connections; want 2 and 2", st.ReadyConnections, stub.Connections())
+		}
+		res, err := system.Root.RequestFuture(host, &childrenOf{}, time.Second).Result()
+		if kids, _ := res.([]*actor.PID); err != nil || len(kids) != 1 || !kids[0].Equal(tun.PID()) {
+			t.Fatalf("host's children %v (%v), want the tunnel's root %v", res, err, tun.PID())
+		}
+		if err := system.Root.StopFuture(host).Wait(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(cfg.CloseTimeout) // fake time: the close handshakes are done
+		synctest.Wait()
+		if err := stub.Send(&wire.Frame{Type: wire.TypeRequest, MessageID: "late"}); !errors.Is(err, relaystub.ErrNoSession) {
+			t.Fatalf("a session is left after the host's actor stopped (send: %v)", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = tun.Stop(ctx)
+		system.Shutdown()
+		time.Sleep(time.Second) // fake time: lets protoactor's dead-letter throttle run out
 	})
 }

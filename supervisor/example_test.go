@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
@@ -112,4 +114,51 @@ func ExampleTunnel_Request() {
 	answer, err := t.Request(ctx, &messages.TunnelMessage{Method: "GET", Path: "/"})
 	fmt.Println(answer.Type, err != nil)
 	// Output: error true
+}
+
+// hostActor is a TTS host's own actor, which runs the tunnel as its child:
+// its supervisor strategy is the tunnel root's, and the tunnel lives and
+// dies with it.
+type hostActor struct {
+	cfg     supervisor.Config
+	started chan *supervisor.Tunnel
+}
+
+func (h *hostActor) Receive(ctx actor.Context) {
+	if _, ok := ctx.Message().(*actor.Started); ok {
+		t, err := supervisor.SpawnUnder(ctx, h.cfg)
+		if err != nil {
+			fmt.Println(err)
+		}
+		h.started <- t
+	}
+}
+
+// SpawnUnder grows the tunnel's tree under one of the host's actors.
+func ExampleSpawnUnder() {
+	rcfg := relay.DefaultConfig()
+	rcfg.Listen, rcfg.AdminListen = "127.0.0.1:0", ""
+	rcfg.AuthToken = "example-key-ZXhhbXBsZSBrZXk"
+	r, err := relay.Start(rcfg)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer r.Close(context.Background())
+
+	system := actor.NewActorSystem()
+	defer system.Shutdown()
+	cfg := supervisor.DefaultConfig()
+	cfg.RelayURL = "ws://" + r.Addr().String() + "/tunnel"
+	cfg.APIKey = "example-key-ZXhhbXBsZSBrZXk"
+	started := make(chan *supervisor.Tunnel, 1)
+	host := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &hostActor{cfg: cfg, started: started} }))
+	t := <-started
+	defer t.Stop(context.Background())
+
+	for t.Status().ReadyConnections < cfg.Connections {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println(strings.HasPrefix(t.PID().Id, host.Id+"/"), t.Status().ReadyConnections)
+	// Output: true 2
 }
