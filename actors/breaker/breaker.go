@@ -13,7 +13,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages"
 )
 
-// Defaults of the seed's circuit breaker settings.
+// Defaults of the seed's circuit breaker settings, for Config and Settings.
 const (
 	DefaultThreshold  = 5
 	DefaultRecovery   = 300 * time.Second
@@ -58,8 +58,20 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Settings returns the Rule settings of cfg. A zero FlapWindow, which in a
+// Config disables flap detection, becomes a negative one, which does the same
+// in Settings.
+func (c Config) Settings() Settings {
+	s := Settings{Threshold: c.Threshold, Recovery: c.Recovery, FlapWindow: c.FlapWindow}
+	if s.FlapWindow == 0 {
+		s.FlapWindow = -1
+	}
+	return s
+}
+
 // Props returns the props of a breaker actor with cfg, which should have
-// passed Validate.
+// passed Validate (a Threshold or Recovery that fails it takes the Settings
+// default).
 func Props(cfg Config) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return newBreaker(cfg) })
 }
@@ -68,18 +80,12 @@ func Props(cfg Config) *actor.Props {
 // one cancelled after it had already fired.
 type recovered struct{ gen uint64 }
 
+// breaker is the actor around a Rule: it translates messages into the
+// Rule's calls and its answers into messages and log lines, and owns the
+// recovery timer. Every decision is the Rule's.
 type breaker struct {
-	cfg Config
-	log *logrus.Entry
-
-	state       messages.BreakerState
-	consecutive int
-	// countBeforeSuccess and lastSuccessAt let a drop right after a success
-	// undo that success (flapping).
-	countBeforeSuccess int
-	lastSuccessAt      time.Time
-	openUntil          time.Time
-	openings           int
+	rule Rule
+	log  *logrus.Entry
 
 	gen    uint64
 	cancel scheduler.CancelFunc
@@ -91,7 +97,7 @@ func newBreaker(cfg Config) *breaker {
 		logger = logrus.New()
 		logger.SetOutput(io.Discard)
 	}
-	return &breaker{cfg: cfg, log: logger.WithField("actor", "breaker"), cancel: func() {}}
+	return &breaker{rule: NewRule(cfg.Settings()), log: logger.WithField("actor", "breaker"), cancel: func() {}}
 }
 
 func (b *breaker) Receive(ctx actor.Context) {
@@ -103,8 +109,8 @@ func (b *breaker) Receive(ctx actor.Context) {
 	case *messages.ConnectionFailed:
 		b.failure(ctx, m)
 	case *recovered:
-		if m.gen == b.gen && b.state == messages.BreakerOpen {
-			b.halfOpen(ctx)
+		if m.gen == b.gen {
+			b.startTrial(ctx)
 		}
 	case *actor.Stopping, *actor.Restarting:
 		b.cancelRecovery()
@@ -112,61 +118,55 @@ func (b *breaker) Receive(ctx actor.Context) {
 }
 
 func (b *breaker) success(ctx actor.Context) {
-	b.countBeforeSuccess = b.consecutive
-	b.consecutive = 0
-	b.lastSuccessAt = time.Now()
-	if b.state != messages.BreakerClosed {
+	if b.rule.OnSuccess(time.Now()) {
 		b.cancelRecovery()
-		b.state = messages.BreakerClosed
-		b.openUntil = time.Time{}
-		b.log.WithField("state", b.state.String()).Info("Circuit breaker closed")
+		b.log.WithField("state", b.rule.State().String()).Info("Circuit breaker closed")
 	}
 	b.sendStatus(ctx)
 }
 
 func (b *breaker) failure(ctx actor.Context, f *messages.ConnectionFailed) {
-	now := time.Now()
-	if f.WasAuthenticated && now.Sub(b.lastSuccessAt) < b.cfg.FlapWindow {
-		b.consecutive = b.countBeforeSuccess + 1
-	} else {
-		b.consecutive++
-	}
-	switch {
-	case b.state == messages.BreakerHalfOpen:
-		b.open(ctx, now)
-	case b.state == messages.BreakerClosed && b.consecutive >= b.cfg.Threshold:
-		b.open(ctx, now)
+	v := b.rule.OnFailure(time.Now(), f.WasAuthenticated)
+	if v.Tripped {
+		recovery := b.rule.Settings().Recovery
+		b.cancelRecovery()
+		b.schedule(ctx, recovery)
+		b.log.WithFields(logrus.Fields{
+			"state":                b.rule.State().String(),
+			"consecutive_failures": v.ConsecutiveFailures,
+			"recovery":             recovery.String(),
+		}).Warnf("Circuit breaker activated - too many consecutive failures (%d)", v.ConsecutiveFailures)
 	}
 	ctx.Send(ctx.Parent(), &messages.BreakerVerdict{
 		Failure:             f,
-		Open:                b.state == messages.BreakerOpen,
-		OpenedAt:            b.openedAt(),
-		ConsecutiveFailures: b.consecutive,
+		Open:                v.Open,
+		OpenedAt:            v.OpenedAt,
+		ConsecutiveFailures: v.ConsecutiveFailures,
 	})
 	b.sendStatus(ctx)
 }
 
-func (b *breaker) open(ctx actor.Context, now time.Time) {
-	b.cancelRecovery()
-	b.state = messages.BreakerOpen
-	b.openings++
-	b.openUntil = now.Add(b.cfg.Recovery)
-	b.cancel = scheduler.NewTimerScheduler(ctx).SendOnce(b.cfg.Recovery, ctx.Self(), &recovered{gen: b.gen})
+// startTrial handles the live recovery timer: the Rule moves to half-open if
+// its trial is due. The timer fires no earlier than the recovery time's end,
+// so it is; should it not be, the timer is set again for the rest.
+func (b *breaker) startTrial(ctx actor.Context) {
+	now := time.Now()
+	if !b.rule.StartTrial(now) {
+		if b.rule.State() == messages.BreakerOpen {
+			b.schedule(ctx, b.rule.OpenUntil().Sub(now))
+		}
+		return
+	}
 	b.log.WithFields(logrus.Fields{
-		"state":                b.state.String(),
-		"consecutive_failures": b.consecutive,
-		"recovery":             b.cfg.Recovery.String(),
-	}).Warnf("Circuit breaker activated - too many consecutive failures (%d)", b.consecutive)
-}
-
-func (b *breaker) halfOpen(ctx actor.Context) {
-	b.state = messages.BreakerHalfOpen
-	b.openUntil = time.Time{}
-	b.log.WithFields(logrus.Fields{
-		"state":                b.state.String(),
-		"consecutive_failures": b.consecutive,
+		"state":                b.rule.State().String(),
+		"consecutive_failures": b.rule.ConsecutiveFailures(),
 	}).Info("Circuit breaker half-open, allowing one trial connection")
 	b.sendStatus(ctx)
+}
+
+// schedule sets the recovery timer to fire after d.
+func (b *breaker) schedule(ctx actor.Context, d time.Duration) {
+	b.cancel = scheduler.NewTimerScheduler(ctx).SendOnce(d, ctx.Self(), &recovered{gen: b.gen})
 }
 
 // cancelRecovery stops the recovery timer; bumping the generation makes a
@@ -177,19 +177,6 @@ func (b *breaker) cancelRecovery() {
 }
 
 func (b *breaker) sendStatus(ctx actor.Context) {
-	ctx.Send(ctx.Parent(), &messages.BreakerStatus{
-		State:               b.state,
-		ConsecutiveFailures: b.consecutive,
-		OpenUntil:           b.openUntil,
-		Openings:            b.openings,
-		At:                  time.Now(),
-	})
-}
-
-// openedAt is when the open breaker started its recovery; zero unless open.
-func (b *breaker) openedAt() time.Time {
-	if b.state != messages.BreakerOpen {
-		return time.Time{}
-	}
-	return b.openUntil.Add(-b.cfg.Recovery)
+	status := b.rule.Status(time.Now())
+	ctx.Send(ctx.Parent(), &status)
 }

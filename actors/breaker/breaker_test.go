@@ -159,6 +159,17 @@ func TestTrialFailureReopens(t *testing.T) {
 	})
 }
 
+func TestSuccessWhileOpenCancelsRecovery(t *testing.T) {
+	run(t, breaker.DefaultConfig(), func(f *fixture) {
+		f.failUntilOpen()
+		f.p.ExpectNoMsg(time.Minute)
+		if s := f.succeed(); s.State != messages.BreakerClosed || s.ConsecutiveFailures != 0 || s.Openings != 1 || !s.OpenUntil.IsZero() {
+			t.Fatalf("status %+v, want closed with count 0", s)
+		}
+		f.p.ExpectNoMsg(time.Hour) // no half-open from the cancelled timer
+	})
+}
+
 func TestFlappingTrips(t *testing.T) {
 	run(t, breaker.DefaultConfig(), func(f *fixture) {
 		for want := 1; want <= 5; want++ {
