@@ -105,8 +105,28 @@ type Config struct {
 	// DefaultMaxPendingPerAddr (32).
 	MaxPending, MaxPendingPerAddr int
 	// MaxConcurrent public requests per tunnel, from their arrival to the
-	// end of their response: 1024 (503 beyond).
+	// end of their response, held ones included: 1024 (503 beyond).
 	MaxConcurrent int
+	// MaxSessionsPerTunnel sessions one tunnel may have at once, from one
+	// supervisor process or several; one more is closed with 1013 unless
+	// it replaces one (same instance and index):
+	// router.DefaultMaxSessionsPerTunnel (16).
+	MaxSessionsPerTunnel int
+	// HoldTimeout is how long a public request for a tunnel with a key but
+	// no session waits for one (503 beyond); 0 answers 503 at once:
+	// router.DefaultHoldTimeout (15 s). A name no key opens is 404 at once.
+	HoldTimeout time.Duration
+	// MaxHeld requests and MaxHeldBytes of their inline bodies one tunnel
+	// may hold while it has no session (503 beyond): router.DefaultMaxHeld
+	// (256) and router.DefaultMaxHeldBytes (16 MiB).
+	MaxHeld      int
+	MaxHeldBytes int64
+	// RetryIdempotent sends an idempotent request (GET, HEAD, OPTIONS, PUT,
+	// DELETE) with an inline body once more, through another session, when
+	// its session ends after sending it and before the response headers:
+	// router.DefaultRetryIdempotent (true). A request that never left its
+	// session always goes through another (see the router package).
+	RetryIdempotent bool
 	// MaxBody, default DefaultMaxBody (1 GiB).
 	MaxBody int64
 	// MaxHeaderBytes, default DefaultMaxHeaderBytes (32 KiB).
@@ -171,33 +191,38 @@ type Config struct {
 // DefaultConfig returns a Config with every default set and no key.
 func DefaultConfig() Config {
 	return Config{
-		Listen:            DefaultListen,
-		AdminListen:       DefaultAdminListen,
-		RequestTimeout:    router.DefaultRequestTimeout,
-		BodyTimeout:       DefaultBodyTimeout,
-		SendTimeout:       DefaultSendTimeout,
-		AuthTimeout:       session.DefaultAuthTimeout,
-		HeartbeatTimeout:  session.DefaultHeartbeatTimeout,
-		PingInterval:      session.DefaultPingInterval,
-		WriteTimeout:      session.DefaultWriteTimeout,
-		MaxSessions:       DefaultMaxSessions,
-		MaxPending:        DefaultMaxPending,
-		MaxPendingPerAddr: DefaultMaxPendingPerAddr,
-		MaxConcurrent:     DefaultMaxConcurrent,
-		MaxBody:           DefaultMaxBody,
-		MaxHeaderBytes:    DefaultMaxHeaderBytes,
-		ReadLimit:         wire.DefaultReadLimit,
-		AuthReadLimit:     session.DefaultAuthReadLimit,
-		MaxReplyQueue:     session.DefaultMaxReplyQueue,
-		InlineLimit:       wire.DefaultInlineLimit,
-		ChunkSize:         DefaultChunkSize,
-		Window:            wire.DefaultWindow,
-		MaxBuffered:       DefaultMaxBuffered,
-		MaxAuthFailures:   auth.DefaultMaxFailures,
-		AuthFailureWindow: auth.DefaultFailureWindow,
-		UpgradeRate:       auth.DefaultUpgradeRate,
-		UpgradeBurst:      auth.DefaultUpgradeBurst,
-		LogRate:           DefaultLogRate,
+		Listen:               DefaultListen,
+		AdminListen:          DefaultAdminListen,
+		RequestTimeout:       router.DefaultRequestTimeout,
+		BodyTimeout:          DefaultBodyTimeout,
+		SendTimeout:          DefaultSendTimeout,
+		AuthTimeout:          session.DefaultAuthTimeout,
+		HeartbeatTimeout:     session.DefaultHeartbeatTimeout,
+		PingInterval:         session.DefaultPingInterval,
+		WriteTimeout:         session.DefaultWriteTimeout,
+		MaxSessions:          DefaultMaxSessions,
+		MaxPending:           DefaultMaxPending,
+		MaxPendingPerAddr:    DefaultMaxPendingPerAddr,
+		MaxConcurrent:        DefaultMaxConcurrent,
+		MaxSessionsPerTunnel: router.DefaultMaxSessionsPerTunnel,
+		HoldTimeout:          router.DefaultHoldTimeout,
+		MaxHeld:              router.DefaultMaxHeld,
+		MaxHeldBytes:         router.DefaultMaxHeldBytes,
+		RetryIdempotent:      router.DefaultRetryIdempotent,
+		MaxBody:              DefaultMaxBody,
+		MaxHeaderBytes:       DefaultMaxHeaderBytes,
+		ReadLimit:            wire.DefaultReadLimit,
+		AuthReadLimit:        session.DefaultAuthReadLimit,
+		MaxReplyQueue:        session.DefaultMaxReplyQueue,
+		InlineLimit:          wire.DefaultInlineLimit,
+		ChunkSize:            DefaultChunkSize,
+		Window:               wire.DefaultWindow,
+		MaxBuffered:          DefaultMaxBuffered,
+		MaxAuthFailures:      auth.DefaultMaxFailures,
+		AuthFailureWindow:    auth.DefaultFailureWindow,
+		UpgradeRate:          auth.DefaultUpgradeRate,
+		UpgradeBurst:         auth.DefaultUpgradeBurst,
+		LogRate:              DefaultLogRate,
 	}
 }
 
@@ -307,7 +332,15 @@ func (c Config) sessionConfig() session.Config {
 }
 
 func (c Config) routerConfig() router.Config {
-	return router.Config{RequestTimeout: c.RequestTimeout, Logger: c.Logger}
+	return router.Config{
+		RequestTimeout:       c.RequestTimeout,
+		MaxSessionsPerTunnel: c.MaxSessionsPerTunnel,
+		HoldTimeout:          c.HoldTimeout,
+		MaxHeld:              c.MaxHeld,
+		MaxHeldBytes:         c.MaxHeldBytes,
+		RetryIdempotent:      c.RetryIdempotent,
+		Logger:               c.Logger,
+	}
 }
 
 func (c Config) authConfig() auth.Config {

@@ -14,12 +14,22 @@
 //	/health    {"status":"ok","tunnels":[names of connected tunnels]}
 //	/metrics   Prometheus metrics, from the relay's own registry
 //
-// Public requests are answered by the tunnel's supervisor, or with a JSON
-// error ({"error":"..."}): 503 when the tunnel is not connected (or no key
-// opens it) or has too many requests in flight, 502 when the tunnel is lost
-// before the response headers (after them the public connection is cut),
-// 504 when no response frame comes within the request timeout, 408 when the
-// body stops coming for the body timeout, 413 for a body over the limit.
+// Public requests are answered by one of the tunnel's supervisors, or with
+// a JSON error ({"error":"..."}): 404 when no key opens the tunnel's name,
+// 503 when the tunnel is not connected (after waiting Config.HoldTimeout for
+// a session) or has too many requests in flight or held, 502 when the
+// tunnel is lost before the response headers and the request cannot be
+// sent again (after the headers the public connection is cut), 504 when no
+// response frame comes within the request timeout, 408 when the body stops
+// coming for the body timeout, 413 for a body over the limit.
+//
+// High availability: a tunnel may have several sessions at once (up to
+// Config.MaxSessionsPerTunnel), from one supervisor process or several,
+// told apart by the instance and index of their auth frame; requests go to
+// the one with the fewest in flight. A request whose session ends before
+// its response goes through another session when its frame never left the
+// relay, and once more when it is idempotent (Config.RetryIdempotent). See
+// the router package.
 //
 // The front is built to face strangers: connections that have not
 // authenticated are capped apart from sessions, upgrades are rate-limited

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -107,8 +108,10 @@ func response(t *testing.T, ch chan *http.Response) *http.Response {
 	return nil
 }
 
+// With no retry of idempotent requests, a GET whose tunnel is lost after
+// it was sent is 502 (see test/relayha for the retry).
 func TestTunnelLostBeforeTheResponseIs502(t *testing.T) {
-	r := startRelay(t, nil)
+	r := startRelay(t, func(c *relay.Config) { c.RetryIdempotent = false })
 	h := newHeld()
 	s := connect(t, r, defaultKey, "", h.handle)
 	ch := get(t, context.Background(), baseURL(r)+"/slow")
@@ -352,4 +355,42 @@ func TestCloseIsGraceful(t *testing.T) {
 	if err := <-closed; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A request waiting for a session when the relay closes is answered 503
+// at once: the hold timeout is an hour, the close bound far shorter.
+func TestCloseAnswersTheHeldRequests(t *testing.T) {
+	r := startRelay(t, func(c *relay.Config) { c.HoldTimeout = time.Hour })
+	ch := get(t, context.Background(), baseURL(r)+"/t/a/held")
+	c := httpClient(t)
+	deadline := time.Now().Add(wait)
+	for !strings.Contains(metricsText(t, c, r), `tunnel_relay_held_requests{tunnel="a"} 1`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the request was never held")
+		}
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := r.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp := response(t, ch)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if text := errorText(t, resp); text != "relay shutting down" {
+		t.Fatalf("error %q", text)
+	}
+}
+
+func metricsText(t *testing.T, c *http.Client, r *relay.Relay) string {
+	t.Helper()
+	resp, err := c.Get(adminURL(r) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	text, _ := io.ReadAll(resp.Body)
+	return string(text)
 }

@@ -64,7 +64,7 @@ func TestHealthListsConnectedTunnels(t *testing.T) {
 }
 
 func TestMetricsCountSessionsFailuresRequestsAndBytes(t *testing.T) {
-	r := startRelay(t, nil)
+	r := startRelay(t, func(c *relay.Config) { c.HoldTimeout = 0 })
 	connect(t, r, defaultKey, "", echo)
 	bad, _, err := dial(t, r)
 	if err != nil {
@@ -94,7 +94,12 @@ func TestMetricsCountSessionsFailuresRequestsAndBytes(t *testing.T) {
 		"tunnel_relay_buffered_bytes 0",
 		`tunnel_relay_requests_total{code="200",tunnel="default"} 1`,
 		`tunnel_relay_requests_total{code="503",tunnel="a"} 1`,
-		`tunnel_relay_requests_total{code="503",tunnel="_other"} 1`,
+		`tunnel_relay_requests_total{code="404",tunnel="_other"} 1`,
+		`tunnel_relay_tunnel_sessions{tunnel="default"} 1`,
+		`tunnel_relay_tunnel_sessions{tunnel="a"} 0`,
+		`tunnel_relay_held_requests{tunnel="a"} 0`,
+		`tunnel_relay_retries_total{reason="unwritten"} 0`,
+		`tunnel_relay_retries_total{reason="idempotent"} 0`,
 		`tunnel_relay_request_duration_seconds_count{tunnel="default"} 1`,
 		"tunnel_relay_bytes_in_total",
 		"tunnel_relay_bytes_out_total",
@@ -153,6 +158,11 @@ func TestConfigValidation(t *testing.T) {
 		{"auth read limit over the read limit", func(c *relay.Config) { c.AuthToken, c.AuthReadLimit = keyB, 32<<20 }, "AuthReadLimit"},
 		{"PROXY protocol from nobody", func(c *relay.Config) { c.AuthToken, c.ProxyProtocol = keyB, true }, "TrustedProxies"},
 		{"huge chunks", func(c *relay.Config) { c.AuthToken, c.ChunkSize = keyB, 1<<20 }, "ChunkSize"},
+		{"no session per tunnel", func(c *relay.Config) { c.AuthToken, c.MaxSessionsPerTunnel = keyB, 0 }, "MaxSessionsPerTunnel"},
+		{"negative hold timeout", func(c *relay.Config) { c.AuthToken, c.HoldTimeout = keyB, -time.Second }, "HoldTimeout"},
+		{"no hold timeout: no holding", func(c *relay.Config) { c.AuthToken, c.HoldTimeout = keyB, 0 }, ""},
+		{"no room to hold", func(c *relay.Config) { c.AuthToken, c.MaxHeld = keyB, 0 }, "MaxHeld"},
+		{"negative held bytes", func(c *relay.Config) { c.AuthToken, c.MaxHeldBytes = keyB, -1 }, "MaxHeldBytes"},
 	} {
 		cfg := relay.DefaultConfig()
 		tc.change(&cfg)

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/enhanced-tunnel/tunnel/actors/relay/router"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -30,7 +31,12 @@ type metrics struct {
 	latency      *prometheus.HistogramVec
 	bytesIn      prometheus.Counter
 	bytesOut     prometheus.Counter
-	tunnels      map[string]bool
+	// Kept by the router: sessions and held requests per tunnel, requests
+	// sent through another session by reason.
+	tunnelSessions *prometheus.GaugeVec
+	held           *prometheus.GaugeVec
+	retries        *prometheus.CounterVec
+	tunnels        map[string]bool
 }
 
 func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
@@ -67,16 +73,31 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tunnel_relay_bytes_out_total", Help: "Bytes of WebSocket messages sent to supervisors.",
 		}),
+		tunnelSessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tunnel_relay_tunnel_sessions", Help: "Supervisor sessions serving each tunnel.",
+		}, []string{"tunnel"}),
+		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tunnel_relay_held_requests", Help: "Public requests waiting for a session of their tunnel, which has none.",
+		}, []string{"tunnel"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_retries_total", Help: "Public requests sent through another session after theirs ended, by reason (unwritten: the request never left the relay; idempotent: sent again once).",
+		}, []string{"reason"}),
 		tunnels: make(map[string]bool, len(tunnels)),
 	}
 	for name := range tunnels {
 		m.tunnels[name] = true
+		// Every tunnel has its series from the start, at 0, so that an
+		// alert on a tunnel with no session can fire before it ever had one.
+		m.tunnelSessions.WithLabelValues(name)
+		m.held.WithLabelValues(name)
 	}
+	m.retries.WithLabelValues(router.ReasonUnwritten)
+	m.retries.WithLabelValues(router.ReasonIdempotent)
 	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tunnel_relay_buffered_bytes", Help: "Bytes of streamed responses buffered for public clients.",
 	}, func() float64 { return float64(budget.Used()) })
 	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
-		m.bytesIn, m.bytesOut, buffered,
+		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

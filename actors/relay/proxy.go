@@ -253,6 +253,10 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 	switch {
 	case !ok:
 		p.fail(http.StatusBadRequest, "the request target must be a path")
+	case !r.slots.tunnels[tunnel]:
+		// Told apart from a tunnel that is down, which is held for a
+		// while: a client that mistyped a name learns it at once.
+		p.fail(http.StatusNotFound, unknownTunnel(tunnel))
 	case !r.slots.take(tunnel):
 		p.fail(http.StatusServiceUnavailable, r.slots.refusal(tunnel))
 	default:
@@ -262,7 +266,8 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 }
 
 // slots counts the public requests each tunnel has in flight, from their
-// arrival (before their body is read) to the end of their response.
+// arrival (before their body is read), through any wait for a session, to
+// the end of their response.
 type slots struct {
 	limit    int
 	tunnels  map[string]bool // the tunnels there are: no other name takes a slot
@@ -289,6 +294,18 @@ func (s *slots) take(tunnel string) bool {
 	return true
 }
 
+// refusal says why take refused a tunnel: it has too many requests in
+// flight.
+func (s *slots) refusal(tunnel string) string {
+	return fmt.Sprintf("tunnel %q has too many requests in flight (%d)", tunnel, s.limit)
+}
+
+// unknownTunnel answers a request for a name no key opens: quoted and cut
+// short, since anyone may send any name.
+func unknownTunnel(name string) string {
+	return fmt.Sprintf("unknown tunnel %q", wire.Excerpt(name))
+}
+
 func (s *slots) give(tunnel string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -296,16 +313,6 @@ func (s *slots) give(tunnel string) {
 		delete(s.taken, tunnel)
 	}
 	s.inFlight.WithLabelValues(tunnel).Dec()
-}
-
-// refusal says why take refused. A name no key opens is answered as a
-// tunnel that is not connected, so that the answers tell no one which
-// tunnels exist.
-func (s *slots) refusal(tunnel string) string {
-	if !s.tunnels[tunnel] {
-		return fmt.Sprintf("no tunnel %q connected", wire.Excerpt(tunnel))
-	}
-	return fmt.Sprintf("tunnel %q has too many requests in flight (%d)", tunnel, s.limit)
 }
 
 func (p *proxyCall) fail(status int, text string) {

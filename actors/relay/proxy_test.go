@@ -9,7 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -122,16 +124,35 @@ func TestTenMebibytesStreamBothWaysByteExact(t *testing.T) {
 	}
 }
 
-func TestNoTunnelIs503(t *testing.T) {
-	r := startRelay(t, nil)
+// A tunnel with a key but no session holds the request for the hold
+// timeout, then answers 503.
+func TestNoTunnelIs503AfterTheHoldTimeout(t *testing.T) {
+	const hold = 100 * time.Millisecond
+	r := startRelay(t, func(c *relay.Config) { c.HoldTimeout = hold })
+	start := time.Now()
 	resp, err := httpClient(t).Get(baseURL(r) + "/t/a/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("status %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusServiceUnavailable || time.Since(start) < hold {
+		t.Fatalf("status %d after %v, want 503 after the hold timeout", resp.StatusCode, time.Since(start))
 	}
-	if text := errorText(t, resp); !strings.Contains(text, `no tunnel "a"`) {
+	if text := errorText(t, resp); text != `no tunnel "a" connected` {
+		t.Fatalf("error %q", text)
+	}
+}
+
+// A name no key opens is 404 at once, whatever the hold timeout.
+func TestUnknownTunnelIs404(t *testing.T) {
+	r := startRelay(t, func(c *relay.Config) { c.HoldTimeout = time.Hour })
+	resp, err := httpClient(t).Get(baseURL(r) + "/t/nobody/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("status %d, want 404", resp.StatusCode)
+	}
+	if text := errorText(t, resp); text != `unknown tunnel "nobody"` {
 		t.Fatalf("error %q", text)
 	}
 }

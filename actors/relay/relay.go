@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -162,12 +163,14 @@ func (r *Relay) AdminAddr() net.Addr {
 	return r.adminLn.Addr()
 }
 
-// Close shuts the relay down: it stops taking connections, lets public
+// Close shuts the relay down: it stops taking connections, answers 503 the
+// requests waiting for a session (none can connect any more), lets public
 // requests in progress finish until ctx ends (then cuts them off), closes
 // every supervisor connection (1001), stops the actors, and waits for all
 // of its goroutines. Later calls return the first call's result.
 func (r *Relay) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
+		r.system.Root.Send(r.root, &relaymsg.Drain{})
 		var errs []error
 		servers := []*http.Server{r.srv}
 		if r.admin != nil {

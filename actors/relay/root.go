@@ -2,6 +2,8 @@ package relay
 
 import (
 	"io"
+	"maps"
+	"slices"
 	"sync"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -64,6 +66,9 @@ func newRoot(cfg Config, keys map[string]string, m *metrics, budget *wire.Budget
 	ac := cfg.authConfig()
 	ac.Keys = keys
 	ac.Failures = m.authFailures
+	rc := cfg.routerConfig()
+	rc.Tunnels = slices.Sorted(maps.Keys(keys))
+	rc.Retries, rc.Held, rc.Sessions = m.retries, m.held, m.tunnelSessions
 	sc := cfg.sessionConfig()
 	sc.Running = running
 	sc.BytesIn, sc.BytesOut = m.bytesIn, m.bytesOut
@@ -71,7 +76,7 @@ func newRoot(cfg Config, keys map[string]string, m *metrics, budget *wire.Budget
 	return &rootActor{
 		limits:        sessionLimits{maxSessions: cfg.MaxSessions, maxPending: cfg.MaxPending, maxPendingPerAddr: cfg.MaxPendingPerAddr},
 		authCfg:       ac,
-		routerCfg:     cfg.routerConfig(),
+		routerCfg:     rc,
 		sessionCfg:    sc,
 		metrics:       m,
 		sessions:      make(map[string]*actor.PID),
@@ -100,7 +105,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			ctx.Respond(&relaymsg.Registered{Refused: true})
 		case len(r.authenticated) >= r.limits.maxSessions:
 			r.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(msg.Tunnel), "limit": r.limits.maxSessions}).Warn("Session limit reached; refusing a supervisor")
-			ctx.Respond(&relaymsg.Registered{Refused: true})
+			ctx.Respond(&relaymsg.Registered{Refused: true, Reason: "relay at its session limit"})
 		default:
 			r.pending.remove(sender)
 			r.authenticated[sender.Id] = struct{}{}
@@ -117,7 +122,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	case *relaymsg.Authenticate, *relaymsg.CheckAddress, *relaymsg.AuthTimedOut:
 		ctx.Forward(r.auth)
 	case *relaymsg.SessionDown, *relaymsg.Response, *relaymsg.Failed,
-		*relaymsg.Forward, *relaymsg.Done, *relaymsg.ListTunnels:
+		*relaymsg.Forward, *relaymsg.Done, *relaymsg.Drain, *relaymsg.ListTunnels:
 		ctx.Forward(r.router)
 	}
 }

@@ -114,35 +114,30 @@ func TestSlotsTakeAndGive(t *testing.T) {
 }
 
 // TestSlotsRefusal proves the refusal texts: a name that is not a tunnel
-// is "not connected" (so answers tell no one which tunnels exist), quoted
-// and cut short by wire.Excerpt; a full tunnel has too many requests in
-// flight, with the limit.
+// is unknown (answered 404), quoted and cut short by wire.Excerpt; a full
+// tunnel has too many requests in flight, with the limit.
 func TestSlotsRefusal(t *testing.T) {
 	long := strings.Repeat("x", 1000)
 	s := newTestSlots(7, map[string]string{"a": "key-a"})
 	tests := []struct {
-		name, tunnel, want string
+		name, got, want string
 	}{
-		{"unknown", "x", `no tunnel "x" connected`},
-		{"empty", "", `no tunnel "" connected`},
-		{"quoted", "a\"b\n", `no tunnel "a\"b\n" connected`},
-		{"long name cut short", long, fmt.Sprintf("no tunnel %q connected", wire.Excerpt(long))},
-		{"full", "a", `tunnel "a" has too many requests in flight (7)`},
+		{"unknown", unknownTunnel("x"), `unknown tunnel "x"`},
+		{"empty", unknownTunnel(""), `unknown tunnel ""`},
+		{"quoted", unknownTunnel("a\"b\n"), `unknown tunnel "a\"b\n"`},
+		{"long name cut short", unknownTunnel(long), fmt.Sprintf("unknown tunnel %q", wire.Excerpt(long))},
+		{"full", s.refusal("a"), `tunnel "a" has too many requests in flight (7)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := s.refusal(tt.tunnel)
-			if got != tt.want {
-				t.Errorf("refusal(%q) = %q, want %q", wire.Excerpt(tt.tunnel), got, tt.want)
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
 			}
 		})
 	}
-	got := s.refusal(long)
+	got := unknownTunnel(long)
 	if len(got) > 200 || !strings.Contains(got, "(1000 bytes)") || strings.Contains(got, strings.Repeat("x", wire.MaxExcerpt+1)) {
-		t.Errorf("refusal of a 1000-byte name = %q: want at most %d bytes of it, and its length", got, wire.MaxExcerpt)
-	}
-	if !strings.Contains(s.refusal("a"), "too many requests in flight") {
-		t.Errorf("refusal(a) = %q", s.refusal("a"))
+		t.Errorf("answer to a 1000-byte name = %q: want at most %d bytes of it, and its length", got, wire.MaxExcerpt)
 	}
 }
 

@@ -32,8 +32,22 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 				c.MaxHeaderBytes == 32<<10 && c.BodyTimeout == time.Minute && c.SendTimeout == time.Minute &&
 				c.AuthReadLimit == 4096 && c.MaxReplyQueue == 1<<20 && c.MaxBuffered == 256<<20 && c.UpgradeRate == 10 &&
 				c.UpgradeBurst == 50 && c.MaxAuthFailures == 20 && c.AuthFailureWindow == time.Minute &&
-				len(c.TrustedProxies) == 0 && !c.ProxyProtocol && c.LogRate == 10 && o.logLevel == "info" && o.logFormat == "text"
+				len(c.TrustedProxies) == 0 && !c.ProxyProtocol && c.LogRate == 10 && o.logLevel == "info" && o.logFormat == "text" &&
+				c.MaxSessionsPerTunnel == 16 && c.HoldTimeout == 15*time.Second && c.MaxHeld == 256 && c.MaxHeldBytes == 16<<20 &&
+				c.RetryIdempotent
 		}, ""},
+		{"high availability flags", []string{"-max-sessions-per-tunnel", "4", "-hold-timeout", "0", "-max-held", "8", "-max-held-bytes", "1024", "-retry-idempotent=false"}, nil,
+			func(o *options) bool {
+				c := o.relay
+				return c.MaxSessionsPerTunnel == 4 && c.HoldTimeout == 0 && c.MaxHeld == 8 && c.MaxHeldBytes == 1024 && !c.RetryIdempotent
+			}, ""},
+		{"high availability from the environment", nil, map[string]string{"RELAY_MAX_SESSIONS_PER_TUNNEL": "2", "RELAY_HOLD_TIMEOUT": "3s",
+			"RELAY_MAX_HELD": "9", "RELAY_MAX_HELD_BYTES": "99", "RELAY_RETRY_IDEMPOTENT": "false"},
+			func(o *options) bool {
+				c := o.relay
+				return c.MaxSessionsPerTunnel == 2 && c.HoldTimeout == 3*time.Second && c.MaxHeld == 9 && c.MaxHeldBytes == 99 && !c.RetryIdempotent
+			}, ""},
+		{"bad retry-idempotent in the environment", nil, map[string]string{"RELAY_RETRY_IDEMPOTENT": "maybe"}, nil, "RELAY_RETRY_IDEMPOTENT"},
 		{"environment", nil, map[string]string{"AUTH_TOKEN": "k", "RELAY_LISTEN": ":9", "RELAY_REQUEST_TIMEOUT": "2m", "RELAY_MAX_BODY": "10", "RELAY_LOG_FORMAT": "json"},
 			func(o *options) bool {
 				return o.relay.AuthToken == "k" && o.relay.Listen == ":9" && o.relay.RequestTimeout == 2*time.Minute && o.relay.MaxBody == 10 && o.logFormat == "json"
@@ -107,6 +121,11 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariableAndDefault(t *testing.T) {
 		"-heartbeat-timeout", "env RELAY_HEARTBEAT_TIMEOUT, default 30s",
 		"-max-sessions", "env RELAY_MAX_SESSIONS, default 10000",
 		"-max-concurrent", "env RELAY_MAX_CONCURRENT, default 1024",
+		"-max-sessions-per-tunnel", "env RELAY_MAX_SESSIONS_PER_TUNNEL, default 16",
+		"-hold-timeout", "env RELAY_HOLD_TIMEOUT, default 15s",
+		"-max-held", "env RELAY_MAX_HELD, default 256",
+		"-max-held-bytes", "env RELAY_MAX_HELD_BYTES, default 16777216",
+		"-retry-idempotent", "env RELAY_RETRY_IDEMPOTENT, default true",
 		"-max-body", "env RELAY_MAX_BODY, default 1073741824",
 		"-tls-cert", "env RELAY_TLS_CERT", "-tls-key", "env RELAY_TLS_KEY",
 		"-log-level", "env RELAY_LOG_LEVEL, default info",

@@ -1,25 +1,67 @@
 // Package router is the relay's message router actor: it knows which
-// session serves each tunnel, and follows every public request from the
+// sessions serve each tunnel, and follows every public request from the
 // moment the front hands it over until the front is done with it.
 //
-// A request for a tunnel with no session is answered 503 (the front bounds
-// how many requests a tunnel has in flight, before they reach the router).
-// Otherwise it is dispatched to the session
-// and waits for its response frame (the headers) for the request timeout;
-// past it the front is answered 504 and the session told to cancel. A
-// session that ends fails its requests still waiting with 502. When a second
-// session registers a tunnel, it takes the tunnel over and the old session
-// is closed.
+// Sessions. A tunnel has up to MaxSessionsPerTunnel sessions at once, from
+// one supervisor process or several (high availability). A session is
+// known by the instance and index of its auth frame: a newer session with
+// the same pair replaces the older one, which is closed (1000, "replaced by
+// a newer session"); any other pair serves beside the others. A session
+// that names no instance (an older supervisor) counts as instance "" index
+// 0, so that it takes the tunnel over from its predecessor as before. A
+// session beyond the limit is refused (Registered.Refused, so the session
+// closes with 1013 "tunnel at its session limit").
+//
+// Spreading. Each request goes to the tunnel's session with the fewest
+// requests in flight (counted from the dispatch until the front is done
+// with the exchange, or it fails); ties go round-robin, in the order the
+// sessions registered, so that two idle supervisors share a trickle of
+// requests. Each dispatch waits for its response frame (the headers) for
+// the request timeout; past it the front is answered 504 and the session
+// told to cancel.
+//
+// Holding. A request for a tunnel that has a key (Config.Tunnels) but no
+// session waits up to HoldTimeout for one, and is dispatched as soon as one
+// registers; past the timeout it is answered 503. A tunnel holds at most
+// MaxHeld requests and MaxHeldBytes of inline bodies; a request beyond is
+// answered 503 at once, as it is when HoldTimeout is 0 or the relay is
+// closing (Drain: no session can come any more). A held request the
+// front is done with (its client went away) is forgotten at once. A name
+// that is no tunnel is answered 404 at once (the front refuses those
+// itself, before taking a place for them).
+//
+// Failover. When a session ends, its requests still waiting for a response
+// frame are looked at one by one, in arrival order (SessionDown.Written
+// says which request frames left the relay):
+//
+//	frame never written           -> through another session, always
+//	written, idempotent (GET, HEAD,
+//	OPTIONS, PUT, DELETE), inline
+//	body, not retried yet, and
+//	RetryIdempotent               -> through another session, once
+//	otherwise                     -> 502 "tunnel lost before the response"
+//
+// "Through another session" means the least busy live one, or the hold
+// queue when there is none; the message_id is kept, since the other
+// session is another supervisor connection. A retried request that cannot
+// be held gets 502, one never written 503. A session ending after the
+// response frame fails the body stream instead.
 //
 // Messages (from relaymsg):
 //
-//	*SessionUp   -> answers *Registered; CloseSession to the session replaced
-//	*SessionDown -> fails that session's waiting requests (502)
-//	*Forward     -> Dispatch to the tunnel's session, or Outcome 503
+//	*SessionUp   -> answers *Registered (maybe Refused); CloseSession to the
+//	                session replaced; Dispatch of the held requests
+//	*SessionDown -> Dispatch elsewhere, hold, or Outcome 502, per request
+//	*Forward     -> Dispatch to the least busy session, hold, or Outcome
+//	                404 (unknown tunnel) or 503 (hold full or off)
 //	*Response    -> Outcome to the exchange
 //	*Failed      -> Outcome 502 to the exchange
-//	*Done        -> Cancel or Release to the session
-//	*ListTunnels -> answers *Tunnels
+//	*Done        -> Cancel or Release to the session; a held request is
+//	                forgotten
+//	*Drain       -> Outcome 503 to the held requests; none held from then on
+//	*ListTunnels -> answers *Tunnels: those with a session
 //
-// Outcomes go to the exchange's channel, which the front waits on.
+// Outcomes go to the exchange's channel, which the front waits on. Timers
+// (request and hold timeouts) run on protoactor's scheduler, so tests in a
+// testing/synctest bubble see their exact delays.
 package router

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"cmp"
+	"container/list"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/scheduler"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
@@ -21,26 +24,105 @@ const (
 	// DefaultRequestTimeout is how long a request waits for its response
 	// frame: 60 s.
 	DefaultRequestTimeout = 60 * time.Second
+	// DefaultMaxSessionsPerTunnel is how many sessions one tunnel may have
+	// at once, from one supervisor process or several: 16. One more is
+	// refused (1013), unless it replaces one of them.
+	DefaultMaxSessionsPerTunnel = 16
+	// DefaultHoldTimeout is how long a request for a known tunnel with no
+	// session waits for one before it is answered 503: 15 s, time for a
+	// supervisor to reconnect after a network error.
+	DefaultHoldTimeout = 15 * time.Second
+	// DefaultMaxHeld is how many requests one tunnel may hold while it has
+	// no session: 256 (503 beyond).
+	DefaultMaxHeld = 256
+	// DefaultMaxHeldBytes bounds the inline bodies of the requests one
+	// tunnel holds: 16 MiB (503 beyond).
+	DefaultMaxHeldBytes = 16 << 20
+	// DefaultRetryIdempotent: an idempotent request with an inline body is
+	// sent once more through another session when its session ends before
+	// the response: true.
+	DefaultRetryIdempotent = true
+)
+
+// Reasons of retries, the reason label of Config.Retries.
+const (
+	// ReasonUnwritten: the request frame never left the session that died.
+	ReasonUnwritten = "unwritten"
+	// ReasonIdempotent: the request had been written, and is idempotent.
+	ReasonIdempotent = "idempotent"
 )
 
 // Config configures the router.
 type Config struct {
 	// RequestTimeout bounds the wait for a response frame (not for the end
-	// of a streamed body). Default DefaultRequestTimeout (60 s).
+	// of a streamed body), from each dispatch to a session. Default
+	// DefaultRequestTimeout (60 s).
 	RequestTimeout time.Duration
+	// Tunnels names the tunnels that have a key. A request for any other
+	// name is answered 404 at once; a request for one of these with no
+	// session is held (see HoldTimeout). A tunnel that registers a session
+	// is known from then on, whether it is named here or not.
+	Tunnels []string
+	// MaxSessionsPerTunnel bounds the sessions of one tunnel. A session
+	// that would exceed it is refused (Registered.Refused, 1013), unless it
+	// replaces one (same instance and index). Default
+	// DefaultMaxSessionsPerTunnel (16).
+	MaxSessionsPerTunnel int
+	// HoldTimeout is how long a request for a known tunnel with no session
+	// waits for one, before 503. 0 answers 503 at once. Default
+	// DefaultHoldTimeout (15 s).
+	HoldTimeout time.Duration
+	// MaxHeld bounds the requests one tunnel holds, and MaxHeldBytes their
+	// inline bodies (a streamed body is not read while its request is
+	// held); a request beyond either is answered 503 at once. Defaults
+	// DefaultMaxHeld (256) and DefaultMaxHeldBytes (16 MiB).
+	MaxHeld      int
+	MaxHeldBytes int64
+	// RetryIdempotent sends again, once, through another session, a
+	// request whose session ended after its request frame was written and
+	// before its response frame came, if its method is idempotent (GET,
+	// HEAD, OPTIONS, PUT, DELETE) and its body inline. Off, such requests
+	// are answered 502. A request whose frame was never written always
+	// goes through another session. Default DefaultRetryIdempotent (true).
+	RetryIdempotent bool
+	// Retries, if set, counts requests sent through another session, by
+	// reason: one label, valued ReasonUnwritten or ReasonIdempotent.
+	Retries *prometheus.CounterVec
+	// Held, if set, is the number of requests each tunnel holds: one
+	// label, the tunnel.
+	Held *prometheus.GaugeVec
+	// Sessions, if set, is the number of sessions of each tunnel: one
+	// label, the tunnel.
+	Sessions *prometheus.GaugeVec
 	// Logger; nil discards.
 	Logger *logrus.Logger
 }
 
-// DefaultConfig returns a Config with every default set.
+// DefaultConfig returns a Config with every default set and no tunnel.
 func DefaultConfig() Config {
-	return Config{RequestTimeout: DefaultRequestTimeout}
+	return Config{
+		RequestTimeout:       DefaultRequestTimeout,
+		MaxSessionsPerTunnel: DefaultMaxSessionsPerTunnel,
+		HoldTimeout:          DefaultHoldTimeout,
+		MaxHeld:              DefaultMaxHeld,
+		MaxHeldBytes:         DefaultMaxHeldBytes,
+		RetryIdempotent:      DefaultRetryIdempotent,
+	}
 }
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
-	if c.RequestTimeout <= 0 {
+	switch {
+	case c.RequestTimeout <= 0:
 		return errors.New("router: RequestTimeout must be positive")
+	case c.MaxSessionsPerTunnel < 1:
+		return fmt.Errorf("router: MaxSessionsPerTunnel must be at least 1, got %d", c.MaxSessionsPerTunnel)
+	case c.HoldTimeout < 0:
+		return fmt.Errorf("router: HoldTimeout must not be negative, got %v", c.HoldTimeout)
+	case c.MaxHeld < 1:
+		return fmt.Errorf("router: MaxHeld must be at least 1, got %d", c.MaxHeld)
+	case c.MaxHeldBytes < 0:
+		return fmt.Errorf("router: MaxHeldBytes must not be negative, got %d", c.MaxHeldBytes)
 	}
 	return nil
 }
@@ -50,22 +132,103 @@ func Props(cfg Config) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor { return newRouter(cfg) })
 }
 
-// pending is one exchange between Forward and Done.
-type pending struct {
-	ex       *relaymsg.Exchange
-	session  *actor.PID
-	answered bool                 // the exchange has its Outcome
-	cancel   scheduler.CancelFunc // the request timeout, until the response
+// idempotent are the methods whose requests may be sent twice (RFC 9110
+// section 9.2.2) that the router retries.
+var idempotent = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodOptions: true,
+	http.MethodPut: true, http.MethodDelete: true,
 }
 
-type timedOut struct{ id string }
+// replica is what tells the sessions of one tunnel apart: the supervisor
+// process and its connection. A newer session with the same replica
+// replaces the older one.
+type replica struct {
+	instance string
+	index    int
+}
+
+// session is a registered session, from SessionUp to SessionDown.
+type session struct {
+	pid     *actor.PID
+	id      string
+	tunnel  *tunnel
+	replica replica
+	// inFlight counts the exchanges dispatched to it that are not done.
+	inFlight int
+	// live is false once a newer session replaced it: it serves no new
+	// request, and its SessionDown is still to come.
+	live bool
+}
+
+// tunnel is a known tunnel: its live sessions and the requests it holds.
+type tunnel struct {
+	name     string
+	sessions []*session // live ones, oldest first
+	// next is where the search for the least busy session starts, so that
+	// ties go round the sessions.
+	next      int
+	held      list.List // of *pending, oldest first
+	heldBytes int64
+}
+
+// pick returns the live session with the fewest requests in flight, ties
+// broken round-robin; nil when there is none.
+func (t *tunnel) pick() *session {
+	var best *session
+	at := 0
+	for k := range t.sessions {
+		i := (t.next + k) % len(t.sessions)
+		if s := t.sessions[i]; best == nil || s.inFlight < best.inFlight {
+			best, at = s, i
+		}
+	}
+	if best != nil {
+		t.next = (at + 1) % len(t.sessions)
+	}
+	return best
+}
+
+// pending is one exchange between Forward and Done.
+type pending struct {
+	ex  *relaymsg.Exchange
+	seq uint64 // arrival order
+	// session is where the exchange was dispatched last; nil while held.
+	session  *session
+	held     *list.Element // its place in its tunnel's hold queue, while held
+	size     int64         // its inline body, counted while held
+	answered bool          // the exchange has its Outcome
+	// retried is set once it was sent again after being written: it may
+	// have reached a supervisor, and is not sent a third time.
+	retried bool
+	// attempt numbers the dispatches and holds, so that the timer of an
+	// earlier one, fired as the exchange moved on, is ignored.
+	attempt int
+	cancel  scheduler.CancelFunc // the timer of the current attempt
+}
+
+// Timer messages: the request timeout of a dispatch, the hold timeout.
+type (
+	timedOut struct {
+		id      string
+		attempt int
+	}
+	holdExpired struct {
+		id      string
+		attempt int
+	}
+)
 
 type router struct {
-	cfg     Config
-	tunnels map[string]*actor.PID
-	pending map[string]*pending
-	timers  *scheduler.TimerScheduler
-	log     *logrus.Entry
+	cfg      Config
+	tunnels  map[string]*tunnel  // every known tunnel
+	sessions map[string]*session // by PID id, until their SessionDown
+	pending  map[string]*pending
+	seq      uint64
+	// draining is set once the relay closes: no session can come, so
+	// nothing is held.
+	draining bool
+	timers   *scheduler.TimerScheduler
+	log      *logrus.Entry
 }
 
 func newRouter(cfg Config) *router {
@@ -74,12 +237,17 @@ func newRouter(cfg Config) *router {
 		logger = logrus.New()
 		logger.SetOutput(io.Discard)
 	}
-	return &router{
-		cfg:     cfg,
-		tunnels: make(map[string]*actor.PID),
-		pending: make(map[string]*pending),
-		log:     logger.WithField("actor", "router"),
+	r := &router{
+		cfg:      cfg,
+		tunnels:  make(map[string]*tunnel, len(cfg.Tunnels)),
+		sessions: make(map[string]*session),
+		pending:  make(map[string]*pending),
+		log:      logger.WithField("actor", "router"),
 	}
+	for _, name := range cfg.Tunnels {
+		r.tunnels[name] = &tunnel{name: name}
+	}
+	return r
 }
 
 func (r *router) Receive(ctx actor.Context) {
@@ -89,7 +257,7 @@ func (r *router) Receive(ctx actor.Context) {
 	case *relaymsg.SessionUp:
 		r.sessionUp(ctx, msg)
 	case *relaymsg.SessionDown:
-		r.sessionDown(msg)
+		r.sessionDown(ctx, msg)
 	case *relaymsg.Forward:
 		r.forward(ctx, msg.Exchange)
 	case *relaymsg.Response:
@@ -99,11 +267,23 @@ func (r *router) Receive(ctx actor.Context) {
 	case *relaymsg.Done:
 		r.done(ctx, msg)
 	case *timedOut:
-		r.timeout(ctx, msg.id)
+		r.timeout(ctx, msg)
+	case *holdExpired:
+		r.holdExpired(msg)
+	case *relaymsg.Drain:
+		r.draining = true
+		for _, t := range r.tunnels {
+			for e := t.held.Front(); e != nil; e = t.held.Front() {
+				p := e.Value.(*pending)
+				r.finish(p.ex.ID(), p, r.unavailable(p, "relay shutting down"))
+			}
+		}
 	case *relaymsg.ListTunnels:
 		names := make([]string, 0, len(r.tunnels))
-		for name := range r.tunnels {
-			names = append(names, name)
+		for name, t := range r.tunnels {
+			if len(t.sessions) > 0 {
+				names = append(names, name)
+			}
 		}
 		slices.Sort(names)
 		ctx.Respond(&relaymsg.Tunnels{Names: names})
@@ -111,49 +291,190 @@ func (r *router) Receive(ctx actor.Context) {
 		for id, p := range r.pending {
 			r.finish(id, p, relaymsg.Outcome{Status: http.StatusServiceUnavailable, Error: "relay shutting down"})
 		}
+		// The sessions are closing with the relay (or with the router, on
+		// a restart): the next instance starts with none.
+		for _, t := range r.tunnels {
+			if r.cfg.Sessions != nil {
+				r.cfg.Sessions.WithLabelValues(t.name).Set(0)
+			}
+		}
 	}
 }
 
 func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
-	old := r.tunnels[msg.Tunnel]
-	r.tunnels[msg.Tunnel] = msg.Session
+	t := r.tunnels[msg.Tunnel]
+	if t == nil {
+		// The auth manager let it in: its key is one of the relay's.
+		t = &tunnel{name: msg.Tunnel}
+		r.tunnels[msg.Tunnel] = t
+	}
+	rep := replica{instance: msg.Instance, index: msg.Index}
+	if rep.instance == "" {
+		// A supervisor that names no instance has one connection.
+		rep.index = 0
+	}
+	at := slices.IndexFunc(t.sessions, func(s *session) bool { return s.replica == rep })
+	fields := logrus.Fields{"tunnel": t.name, "session_id": msg.SessionID, "instance": wire.Excerpt(rep.instance), "index": rep.index}
+	if at < 0 && len(t.sessions) >= r.cfg.MaxSessionsPerTunnel {
+		r.log.WithFields(fields).WithField("limit", r.cfg.MaxSessionsPerTunnel).Warn("Tunnel at its session limit; refusing a session")
+		ctx.Respond(&relaymsg.Registered{Refused: true, Reason: "tunnel at its session limit"})
+		return
+	}
+	s := &session{pid: msg.Session, id: msg.SessionID, tunnel: t, replica: rep, live: true}
+	r.sessions[msg.Session.Id] = s
+	if at >= 0 {
+		old := t.sessions[at]
+		old.live = false
+		t.sessions[at] = s
+		r.log.WithFields(fields).WithField("replaced", old.id).Info("A newer session of the same supervisor connection replaces the old one; closing it")
+		ctx.Send(old.pid, &relaymsg.CloseSession{Code: wire.CloseNormal, Reason: "replaced by a newer session"})
+	} else {
+		t.sessions = append(t.sessions, s)
+	}
+	r.countSessions(t)
 	ctx.Respond(&relaymsg.Registered{})
-	if old != nil && !old.Equal(msg.Session) {
-		r.log.WithFields(logrus.Fields{"tunnel": msg.Tunnel, "session_id": msg.SessionID}).
-			Warn("A new session took the tunnel over; closing the old one")
-		ctx.Send(old, &relaymsg.CloseSession{Code: wire.CloseNormal, Reason: "replaced by a newer session"})
+	for e := t.held.Front(); e != nil; e = t.held.Front() {
+		p := e.Value.(*pending)
+		r.unhold(t, p)
+		r.dispatch(ctx, t.pick(), p)
 	}
 }
 
-func (r *router) sessionDown(msg *relaymsg.SessionDown) {
-	if cur := r.tunnels[msg.Tunnel]; cur != nil && cur.Equal(msg.Session) {
-		delete(r.tunnels, msg.Tunnel)
+// sessionDown lets go of a session, and of the exchanges it had: those
+// answered learn of the loss from their body stream, which the session
+// failed; those whose request frame never left go through another session
+// (or wait for one); those written are sent again once if idempotent, and
+// the rest get 502.
+func (r *router) sessionDown(ctx actor.Context, msg *relaymsg.SessionDown) {
+	s := r.sessions[msg.Session.Id]
+	if s == nil {
+		return
 	}
-	for id, p := range r.pending {
-		if !p.session.Equal(msg.Session) {
-			continue
+	delete(r.sessions, msg.Session.Id)
+	t := s.tunnel
+	if s.live {
+		s.live = false
+		t.sessions = slices.DeleteFunc(t.sessions, func(o *session) bool { return o == s })
+		t.next = 0
+		r.countSessions(t)
+	}
+	var lost []*pending
+	for _, p := range r.pending {
+		if p.session == s && !p.answered {
+			lost = append(lost, p)
 		}
-		// Answered exchanges learn of the loss from their body stream,
-		// which the session failed; the rest get a 502 here.
-		r.finish(id, p, relaymsg.Outcome{Status: http.StatusBadGateway, Error: "tunnel lost before the response"})
+	}
+	// In arrival order, so that a tunnel's requests keep theirs.
+	slices.SortFunc(lost, func(a, b *pending) int { return cmp.Compare(a.seq, b.seq) })
+	written := make(map[string]bool, len(msg.Written))
+	for _, id := range msg.Written {
+		written[id] = true
+	}
+	for _, p := range lost {
+		id := p.ex.ID()
+		reason := ReasonUnwritten
+		if written[id] {
+			if !r.cfg.RetryIdempotent || p.retried || !idempotent[p.ex.Request.Method] || p.ex.Upload != nil {
+				r.finish(id, p, relaymsg.Outcome{Status: http.StatusBadGateway, Error: "tunnel lost before the response"})
+				continue
+			}
+			p.retried = true
+			reason = ReasonIdempotent
+		}
+		p.cancel()
+		s.inFlight--
+		p.session = nil
+		if r.cfg.Retries != nil {
+			r.cfg.Retries.WithLabelValues(reason).Inc()
+		}
+		r.log.WithFields(logrus.Fields{"tunnel": t.name, "message_id": id, "session_id": s.id, "reason": reason}).
+			Info("Session lost before the response; sending the request through another")
+		r.route(ctx, t, p)
 	}
 }
 
 func (r *router) forward(ctx actor.Context, ex *relaymsg.Exchange) {
 	id := ex.ID()
-	session := r.tunnels[ex.Tunnel]
+	t := r.tunnels[ex.Tunnel]
 	switch {
-	case session == nil:
-		answer(ex, relaymsg.Outcome{Status: http.StatusServiceUnavailable, Error: fmt.Sprintf("no tunnel %q connected", ex.Tunnel)})
+	case t == nil:
+		answer(ex, relaymsg.Outcome{Status: http.StatusNotFound, Error: fmt.Sprintf("unknown tunnel %q", wire.Excerpt(ex.Tunnel))})
 		return
 	case r.pending[id] != nil:
 		answer(ex, relaymsg.Outcome{Status: http.StatusInternalServerError, Error: "duplicate message_id"})
 		return
 	}
-	p := &pending{ex: ex, session: session}
-	p.cancel = r.timers.SendOnce(r.cfg.RequestTimeout, ctx.Self(), &timedOut{id: id})
+	r.seq++
+	p := &pending{ex: ex, seq: r.seq, cancel: func() {}}
 	r.pending[id] = p
-	ctx.Send(session, &relaymsg.Dispatch{Exchange: ex})
+	r.route(ctx, t, p)
+}
+
+// route dispatches p to the least busy session of t, or holds it until
+// one comes up.
+func (r *router) route(ctx actor.Context, t *tunnel, p *pending) {
+	if s := t.pick(); s != nil {
+		r.dispatch(ctx, s, p)
+		return
+	}
+	id := p.ex.ID()
+	size := int64(len(p.ex.Request.Body))
+	switch {
+	case r.draining:
+		r.finish(id, p, r.unavailable(p, "relay shutting down"))
+		return
+	case r.cfg.HoldTimeout == 0:
+		r.finish(id, p, r.unavailable(p, fmt.Sprintf("no tunnel %q connected", t.name)))
+		return
+	case t.held.Len() >= r.cfg.MaxHeld:
+		r.finish(id, p, r.unavailable(p, fmt.Sprintf("no tunnel %q connected, and it holds %d requests already", t.name, r.cfg.MaxHeld)))
+		return
+	case t.heldBytes+size > r.cfg.MaxHeldBytes:
+		r.finish(id, p, r.unavailable(p, fmt.Sprintf("no tunnel %q connected, and the bodies it holds would exceed %d bytes", t.name, r.cfg.MaxHeldBytes)))
+		return
+	}
+	p.attempt++
+	p.held, p.size = t.held.PushBack(p), size
+	t.heldBytes += size
+	if r.cfg.Held != nil {
+		r.cfg.Held.WithLabelValues(t.name).Inc()
+	}
+	p.cancel = r.timers.SendOnce(r.cfg.HoldTimeout, ctx.Self(), &holdExpired{id: id, attempt: p.attempt})
+}
+
+// unavailable is the outcome of a request that no session can take: 503
+// with why, or 502 for one that may have reached a supervisor already.
+func (r *router) unavailable(p *pending, why string) relaymsg.Outcome {
+	if p.retried {
+		return relaymsg.Outcome{Status: http.StatusBadGateway, Error: "tunnel lost before the response"}
+	}
+	return relaymsg.Outcome{Status: http.StatusServiceUnavailable, Error: why}
+}
+
+func (r *router) dispatch(ctx actor.Context, s *session, p *pending) {
+	id := p.ex.ID()
+	p.session = s
+	s.inFlight++
+	p.attempt++
+	p.cancel = r.timers.SendOnce(r.cfg.RequestTimeout, ctx.Self(), &timedOut{id: id, attempt: p.attempt})
+	ctx.Send(s.pid, &relaymsg.Dispatch{Exchange: p.ex})
+}
+
+// unhold takes p out of its tunnel's hold queue.
+func (r *router) unhold(t *tunnel, p *pending) {
+	p.cancel()
+	t.held.Remove(p.held)
+	t.heldBytes -= p.size
+	p.held, p.size = nil, 0
+	if r.cfg.Held != nil {
+		r.cfg.Held.WithLabelValues(t.name).Dec()
+	}
+}
+
+func (r *router) countSessions(t *tunnel) {
+	if r.cfg.Sessions != nil {
+		r.cfg.Sessions.WithLabelValues(t.name).Set(float64(len(t.sessions)))
+	}
 }
 
 func (r *router) response(msg *relaymsg.Response) {
@@ -182,23 +503,38 @@ func (r *router) done(ctx actor.Context, msg *relaymsg.Done) {
 	if p == nil {
 		return
 	}
+	s := p.session
 	r.forget(msg.MessageID, p)
-	if msg.Cancel || !p.answered {
-		ctx.Send(p.session, &relaymsg.Cancel{MessageID: msg.MessageID})
-	} else {
-		ctx.Send(p.session, &relaymsg.Release{MessageID: msg.MessageID})
+	switch {
+	case s == nil:
+		// Held: no session has heard of it.
+	case msg.Cancel || !p.answered:
+		ctx.Send(s.pid, &relaymsg.Cancel{MessageID: msg.MessageID})
+	default:
+		ctx.Send(s.pid, &relaymsg.Release{MessageID: msg.MessageID})
 	}
 }
 
-func (r *router) timeout(ctx actor.Context, id string) {
-	p := r.pending[id]
-	if p == nil || p.answered {
+func (r *router) timeout(ctx actor.Context, msg *timedOut) {
+	p := r.pending[msg.id]
+	if p == nil || p.answered || p.attempt != msg.attempt {
 		return
 	}
-	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": id, "delay": r.cfg.RequestTimeout.String()}).
+	s := p.session
+	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": msg.id, "session_id": s.id, "delay": r.cfg.RequestTimeout.String()}).
 		Warn("No response through the tunnel in time; cancelling the request")
-	r.finish(id, p, relaymsg.Outcome{Status: http.StatusGatewayTimeout, Error: fmt.Sprintf("no response from tunnel %q within %v", p.ex.Tunnel, r.cfg.RequestTimeout)})
-	ctx.Send(p.session, &relaymsg.Cancel{MessageID: id})
+	r.finish(msg.id, p, relaymsg.Outcome{Status: http.StatusGatewayTimeout, Error: fmt.Sprintf("no response from tunnel %q within %v", p.ex.Tunnel, r.cfg.RequestTimeout)})
+	ctx.Send(s.pid, &relaymsg.Cancel{MessageID: msg.id})
+}
+
+func (r *router) holdExpired(msg *holdExpired) {
+	p := r.pending[msg.id]
+	if p == nil || p.held == nil || p.attempt != msg.attempt {
+		return
+	}
+	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": msg.id, "delay": r.cfg.HoldTimeout.String()}).
+		Info("No session for the tunnel within the hold timeout")
+	r.finish(msg.id, p, r.unavailable(p, fmt.Sprintf("no tunnel %q connected", p.ex.Tunnel)))
 }
 
 // finish answers an exchange that has no Outcome yet with out, and forgets it.
@@ -210,9 +546,16 @@ func (r *router) finish(id string, p *pending, out relaymsg.Outcome) {
 	}
 }
 
+// forget drops p: out of the hold queue, or off its session's count.
 func (r *router) forget(id string, p *pending) {
 	p.cancel()
 	delete(r.pending, id)
+	switch {
+	case p.held != nil:
+		r.unhold(r.tunnels[p.ex.Tunnel], p)
+	case p.session != nil:
+		p.session.inFlight--
+	}
 }
 
 // answer gives an exchange its outcome. The router answers each exchange

@@ -29,8 +29,9 @@ const (
 	TooBig
 	// Silent: no frame and no pong for the heartbeat timeout (1001).
 	Silent
-	// TakenOver: a newer session took the tunnel over (close with the
-	// code the router gave).
+	// TakenOver: a newer session of the same supervisor connection
+	// (instance and index) replaced it (close with the code and reason the
+	// router gave).
 	TakenOver
 	// WriteFailed: the socket could not be written in time.
 	WriteFailed
@@ -42,8 +43,9 @@ const (
 	// Evicted: the connection was not authenticated yet and made room for
 	// a newer one (1013).
 	Evicted
-	// SessionLimit: the key was good but the relay holds as many
-	// authenticated sessions as it may (1013).
+	// SessionLimit: the key was good but the relay, or the tunnel, holds
+	// as many authenticated sessions as it may (1013, with the reason the
+	// refusal gave).
 	SessionLimit
 )
 

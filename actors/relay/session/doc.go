@@ -10,20 +10,31 @@
 // holds there; no per-session state is made. The session asks the auth
 // manager; a refusal may come with a delay (an address past its failure
 // limit), during which the connection is held, at most until the auth
-// timeout. A good key registers the tunnel with the router, and only then
-// is auth_ok sent (so that a supervisor that has auth_ok is routable). From
+// timeout. A good key registers the session with the router, with the
+// instance and index of the auth frame (which tell the router whether it
+// replaces an older session or serves beside the others), and only then is
+// auth_ok sent (so that a supervisor that has auth_ok is routable). From
 // then on the session answers heartbeats at once, writes the requests the
 // router dispatches, and routes the frames of their answers: responses to
 // the router, chunks into the body streams (within their window and the
 // relay's buffer budget), window_updates to the request bodies' send
-// windows.
+// windows. A streamed request body starts only once its request frame is
+// written (the writer hands the front its write then).
+//
+// When the session ends, SessionDown lists the requests whose frame was
+// written, or was being written: the others (still queued, which are
+// dropped rather than written before the close frame, or whose write
+// failed) never reached the supervisor, and the router may send them
+// through another session. The outbox keeps that account under its lock,
+// so the hot path has no message per request.
 //
 // The connection is closed with a code that says why: 1002 for a frame that
 // is not JSON or has no type, 1008 for anything but auth before auth, a
 // wrong key or no auth in time, 1009 for a message over the read limit,
 // 1013 for a connection evicted before auth (to make room for a newer one)
-// or refused at the relay's session limit, and 1000 when a newer session
-// takes the tunnel over. A supervisor that sends nothing at all (no frame,
+// or refused at the relay's or the tunnel's session limit (the reason says
+// which), and 1000 when a newer session of the same supervisor connection
+// replaces it. A supervisor that sends nothing at all (no frame,
 // no pong) for the heartbeat timeout is dropped; the writer pings it every
 // ping interval. A supervisor that lets more than MaxReplyQueue bytes of
 // answers pile up unread is dropped at once (SLOW_READER). Unknown frame
@@ -37,8 +48,9 @@
 // Messages (from relaymsg):
 //
 //	to parent:   *Authenticate (request; answer *AuthResult comes back),
-//	             *SessionUp (request; answer *Registered comes back, which
-//	             may refuse), *AuthTimedOut, *SessionDown, *Response, *Failed
+//	             *SessionUp with instance and index (request; answer
+//	             *Registered comes back, which may refuse), *AuthTimedOut,
+//	             *SessionDown with the requests written, *Response, *Failed
 //	from parent: *Evict
 //	from router: *Dispatch, *Cancel, *Release, *CloseSession
 package session

@@ -35,7 +35,9 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 			if s.tunnel == "" {
 				s.tunnel = wire.DefaultTunnel
 			}
-			s.log = s.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(s.tunnel), "client": wire.Excerpt(f.Client)})
+			s.instance, s.index = f.Instance, f.Index
+			s.log = s.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(s.tunnel), "client": wire.Excerpt(f.Client),
+				"instance": wire.Excerpt(f.Instance), "index": f.Index})
 			ctx.Request(ctx.Parent(), &relaymsg.Authenticate{APIKey: f.APIKey, Tunnel: s.tunnel, Addr: s.addr})
 			return
 		}
@@ -88,7 +90,7 @@ func (s *session) onAuthResult(ctx actor.Context, r *relaymsg.AuthResult) {
 	}
 	s.phase = registering
 	s.registered = true
-	ctx.Request(ctx.Parent(), &relaymsg.SessionUp{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self()})
+	ctx.Request(ctx.Parent(), &relaymsg.SessionUp{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Instance: s.instance, Index: s.index})
 }
 
 // refuse answers a wrong key: auth_error, then close 1008.
@@ -103,7 +105,11 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 	}
 	if r.Refused {
 		s.registered = false
-		s.log.Warn("Relay at its session limit; refusing an authenticated supervisor")
+		s.reason = r.Reason
+		if s.reason == "" {
+			s.reason = causes[SessionLimit].reason
+		}
+		s.log.WithField("reason", s.reason).Warn("Session limit reached; refusing an authenticated supervisor")
 		s.close(ctx, SessionLimit)
 		return
 	}
@@ -114,19 +120,21 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 	s.log.Info("Supervisor authenticated")
 }
 
+// onDispatch queues the exchange's request frame. A streamed body waits
+// until the frame is written (the writer hands the front its write then),
+// so that an exchange whose frame never left can go through another
+// session with its body unread.
 func (s *session) onDispatch(ex *relaymsg.Exchange) {
 	id := ex.ID()
 	if s.calls == nil {
 		s.calls = make(map[string]*call)
 	}
 	s.calls[id] = &call{upload: ex.Upload}
-	s.send(ex.Request)
+	var accepted chan<- relaymsg.WriteFunc
 	if ex.Upload != nil {
-		select {
-		case ex.Accepted <- s.link.out.write:
-		default:
-		}
+		accepted = ex.Accepted
 	}
+	s.link.out.request(id, wire.MustEncode(ex.Request), accepted)
 }
 
 func (s *session) onResponse(ctx actor.Context, f *wire.Frame) {

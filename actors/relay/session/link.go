@@ -157,13 +157,24 @@ func (l *link) write() {
 		// (an auth_error) then goes out before the close frame.
 		code, reason, closed := l.out.closing()
 		for {
-			binary, data, out, ok := l.out.next()
+			f, out, ok := l.out.next()
 			if !ok {
 				break
 			}
-			if err := l.writeMessage(binary, data, out); err != nil {
+			if err := l.writeMessage(f, out); err != nil {
+				if f.id != "" {
+					// Counted before the actor hears of the failure, so
+					// that the session's end reports it unsent.
+					l.out.failed(f.id)
+				}
 				l.fail(err)
 				return
+			}
+			if f.accepted != nil {
+				select {
+				case f.accepted <- l.out.write:
+				default:
+				}
 			}
 		}
 		if closed {
@@ -181,14 +192,19 @@ func (l *link) write() {
 	}
 }
 
-func (l *link) writeMessage(binary bool, data []byte, out *messages.Outbound) error {
-	if out != nil && out.Ctx.Err() != nil {
-		out.Answer(out.Ctx.Err())
-		return nil
-	}
-	kind := websocket.TextMessage
-	if binary {
-		kind = websocket.BinaryMessage
+// writeMessage writes the control frame f, or the data message out when
+// it is set.
+func (l *link) writeMessage(f controlFrame, out *messages.Outbound) error {
+	data, kind := f.data, websocket.TextMessage
+	if out != nil {
+		if out.Ctx.Err() != nil {
+			out.Answer(out.Ctx.Err())
+			return nil
+		}
+		data = out.Data
+		if out.Binary {
+			kind = websocket.BinaryMessage
+		}
 	}
 	_ = l.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
 	err := l.conn.WriteMessage(kind, data)

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"maps"
 	"sync"
 
 	"github.com/gorilla/websocket"
@@ -20,6 +21,12 @@ import (
 // could otherwise send heartbeats and never read the acks, and grow the
 // queue without end. The relay's own frames need no such bound, since the
 // requests in flight and their streams bound them.
+//
+// The outbox knows which request frames never reached the socket: those
+// still queued when it closes (they are dropped, not written before the
+// close frame, since no answer could come back), those queued after, and
+// the one whose write failed (a WebSocket message cut short is never
+// delivered). Their exchanges may go through another session whole.
 type outbox struct {
 	mu         sync.Mutex
 	control    []controlFrame
@@ -31,11 +38,19 @@ type outbox struct {
 	code       int
 	reason     string
 	wake       chan struct{} // capacity 1: the writer has something to do
+	// unsent holds the message_ids of request frames that never reached
+	// the socket; made on first use.
+	unsent map[string]bool
 }
 
 type controlFrame struct {
 	data  []byte
 	reply bool
+	// id is the message_id of a request frame, "" for other frames.
+	id string
+	// accepted, for a request whose body streams, receives the outbox's
+	// write once the request frame is written: the body may then follow.
+	accepted chan<- relaymsg.WriteFunc
 }
 
 func newOutbox(maxReplies int, overflow func()) *outbox {
@@ -62,9 +77,19 @@ func (o *outbox) reply(b []byte) {
 	o.push(controlFrame{data: b, reply: true})
 }
 
+// request queues the request frame b of exchange id. accepted, if not nil,
+// receives the outbox's write once the frame is written. Once the outbox
+// is closed the frame is dropped and id counted unsent.
+func (o *outbox) request(id string, b []byte, accepted chan<- relaymsg.WriteFunc) {
+	o.push(controlFrame{data: b, id: id, accepted: accepted})
+}
+
 func (o *outbox) push(f controlFrame) {
 	o.mu.Lock()
 	if o.closed {
+		if f.id != "" {
+			o.markUnsent(f.id)
+		}
 		o.mu.Unlock()
 		return
 	}
@@ -107,9 +132,9 @@ func (o *outbox) write(ctx context.Context, binary bool, data []byte) error {
 }
 
 // close stops taking messages. The writer still sends the text frames
-// already queued (an auth_error before its close frame), then a close frame
-// with code and reason; waiting writes fail with relaymsg.ErrTunnelLost.
-// Only the first close counts.
+// already queued (an auth_error before its close frame), request frames
+// aside, then a close frame with code and reason; waiting writes fail with
+// relaymsg.ErrTunnelLost. Only the first close counts.
 func (o *outbox) close(code int, reason string) {
 	o.mu.Lock()
 	dropped := o.shut(code, reason)
@@ -118,16 +143,52 @@ func (o *outbox) close(code int, reason string) {
 	o.notify()
 }
 
-// shut marks the outbox closed, if it is not, and returns the data messages
-// it dropped; o.mu is held.
+// shut marks the outbox closed, if it is not, drops the request frames
+// queued (counted unsent) and returns the data messages it dropped; o.mu
+// is held.
 func (o *outbox) shut(code int, reason string) []*messages.Outbound {
 	if o.closed {
 		return nil
 	}
 	o.closed, o.code, o.reason = true, code, reason
+	kept := o.control[:0]
+	for _, f := range o.control {
+		if f.id != "" {
+			o.markUnsent(f.id)
+			continue
+		}
+		kept = append(kept, f)
+	}
+	clear(o.control[len(kept):])
+	o.control = kept
 	dropped := o.data
 	o.data = nil
 	return dropped
+}
+
+// markUnsent counts the request frame of id as never written; o.mu is held.
+func (o *outbox) markUnsent(id string) {
+	if o.unsent == nil {
+		o.unsent = make(map[string]bool)
+	}
+	o.unsent[id] = true
+}
+
+// failed counts the request frame of id, whose write failed, as never
+// written.
+func (o *outbox) failed(id string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.markUnsent(id)
+}
+
+// unsentIDs returns the message_ids of the request frames that never
+// reached the socket. Once the outbox is closed, every other request frame
+// queued has been written or is being written.
+func (o *outbox) unsentIDs() map[string]bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.unsent)
 }
 
 func answerLost(dropped []*messages.Outbound) {
@@ -136,27 +197,27 @@ func answerLost(dropped []*messages.Outbound) {
 	}
 }
 
-// next returns the next message to write, control frames first; ok is false
-// when nothing is queued.
-func (o *outbox) next() (binary bool, data []byte, out *messages.Outbound, ok bool) {
+// next returns the next message to write, control frames first: a control
+// frame f, or a data message out; ok is false when nothing is queued.
+func (o *outbox) next() (f controlFrame, out *messages.Outbound, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.control) > 0 {
-		f := o.control[0]
+		f = o.control[0]
 		o.control[0] = controlFrame{}
 		o.control = o.control[1:]
 		if f.reply {
 			o.replies -= len(f.data)
 		}
-		return false, f.data, nil, true
+		return f, nil, true
 	}
 	if len(o.data) > 0 {
 		out = o.data[0]
 		o.data[0] = nil
 		o.data = o.data[1:]
-		return out.Binary, out.Data, out, true
+		return f, out, true
 	}
-	return false, nil, nil, false
+	return f, nil, false
 }
 
 // closing reports whether close was called, and with what.

@@ -169,13 +169,20 @@ type session struct {
 	id     string
 	tunnel string
 	phase  phase
+	// instance and index, from the auth frame, name the supervisor process
+	// and which of its connections this is.
+	instance string
+	index    int
 	// registered is set once SessionUp went to the router, which must then
 	// hear SessionDown.
 	registered bool
 	cause      Cause
-	code       int // close code, when a peer gave it (TakenOver)
-	link       *link
-	log        *logrus.Entry
+	// code and reason, when set, replace the cause's close code and reason:
+	// the router's, for a session replaced or refused.
+	code   int
+	reason string
+	link   *link
+	log    *logrus.Entry
 
 	timers    *scheduler.TimerScheduler
 	authTimer scheduler.CancelFunc
@@ -284,7 +291,7 @@ func (s *session) Receive(ctx actor.Context) {
 			s.close(ctx, Evicted)
 		}
 	case *relaymsg.CloseSession:
-		s.code = msg.Code
+		s.code, s.reason = msg.Code, msg.Reason
 		s.log.WithField("reason", msg.Reason).Info("Session replaced")
 		s.close(ctx, TakenOver)
 	}
@@ -312,6 +319,24 @@ func (s *session) start(ctx actor.Context) {
 	s.timers = scheduler.NewTimerScheduler(ctx)
 	s.authTimer = s.timers.SendOnce(s.cfg.AuthTimeout, self, &authTimedOut{})
 	s.log.Debug("Supervisor connected")
+}
+
+// endCalls lets go of every call once the outbox is closed, and returns the
+// ids of those whose request frame was written, or is being written: they
+// may have reached the supervisor. A call whose frame never left keeps its
+// upload window open, since the exchange may go on through another
+// session, whose writer then hands the front its write.
+func (s *session) endCalls() (written []string) {
+	unsent := s.link.out.unsentIDs()
+	for id, c := range s.calls {
+		if unsent[id] {
+			c.upload = nil
+		} else {
+			written = append(written, id)
+		}
+		s.drop(id, c, relaymsg.ErrTunnelLost)
+	}
+	return written
 }
 
 // close ends the session: its stopping handler does the rest.
@@ -342,16 +367,17 @@ func (s *session) stopping(ctx actor.Context) {
 	if s.code != 0 {
 		code = s.code
 	}
+	if s.reason != "" {
+		reason = s.reason
+	}
 	s.link.out.close(code, reason)
 	s.link.proceed()
 	if s.cause == AuthTimeout {
 		ctx.Send(ctx.Parent(), &relaymsg.AuthTimedOut{Addr: s.addr})
 	}
-	for id, c := range s.calls {
-		s.drop(id, c, relaymsg.ErrTunnelLost)
-	}
+	written := s.endCalls()
 	if s.registered {
-		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String()})
+		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(), Written: written})
 	}
 	entry := s.log.WithFields(logrus.Fields{"failure_type": s.cause.String(), "code": code})
 	switch {
