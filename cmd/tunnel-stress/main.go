@@ -3,8 +3,11 @@
 // proxy in this process, sends requests through the relay while breaking
 // the network at the chosen rate, and reports (see package internal/stress):
 //
-//	tunnel-stress --failures=high --duration=300 [--json]
+//	tunnel-stress --failures=high --duration=300 [--connections=2] [--json]
 //
+// --connections N gives the tunnel N connections, each through a fault
+// proxy of its own in front of the one relay, and hits one path at a time
+// (default 1, the seed's run).
 // --duration takes seconds (300) or a Go duration (45s, 5m). Progress goes
 // to stderr every few seconds; the report to stdout, as text or, with
 // --json, as exactly one line holding one JSON object. The exit status is 0
@@ -94,6 +97,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the report as one line of JSON")
 	fs.Int64Var(&c.Seed, "seed", c.Seed, "picks the faults, their timing and the requests")
 	fs.IntVar(&c.Concurrency, "concurrency", c.Concurrency, "clients sending requests, each one after the other")
+	fs.IntVar(&c.Connections, "connections", c.Connections, "tunnel connections, each through a fault proxy of its own; faults hit one at a time")
 	fs.Var(seconds{&c.HeartbeatInterval}, "heartbeat-interval", "supervisor heartbeat interval")
 	fs.Var(seconds{&c.HeartbeatTimeout}, "heartbeat-timeout", "no heartbeat ack for this long: stale connection")
 	fs.Var(seconds{&c.RetryDelay}, "retry-delay", "supervisor restart delay after a failure")
@@ -127,7 +131,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.SetOutput(stderr)
 		o.cfg.Logger = log
 	}
-	fmt.Fprintf(stderr, "tunnel-stress: failures=%s for %v, seed %d, %d clients\n", o.cfg.Failures, o.cfg.Duration, o.cfg.Seed, o.cfg.Concurrency)
+	fmt.Fprintf(stderr, "tunnel-stress: failures=%s for %v, seed %d, %d clients, connections %d\n",
+		o.cfg.Failures, o.cfg.Duration, o.cfg.Seed, o.cfg.Concurrency, o.cfg.Connections)
 	rep, err := stress.Run(ctx, o.cfg)
 	if rep == nil {
 		fmt.Fprintln(stderr, "tunnel-stress:", err)

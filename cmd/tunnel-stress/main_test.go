@@ -17,8 +17,11 @@ func TestParse(t *testing.T) {
 		wantErr string
 	}{
 		{[]string{}, func(o *options) bool {
-			return o.cfg.Failures == stress.High && o.cfg.Duration == 300*time.Second && !o.json
+			return o.cfg.Failures == stress.High && o.cfg.Duration == 300*time.Second && o.cfg.Connections == 1 && !o.json
 		}, ""},
+		{[]string{"--connections=2"}, func(o *options) bool { return o.cfg.Connections == 2 }, ""},
+		{[]string{"--connections=0"}, nil, "connections must be between 1 and 16"},
+		{[]string{"--connections=17"}, nil, "connections must be between 1 and 16"},
 		{[]string{"--failures=low", "--duration=300", "--json"}, func(o *options) bool {
 			return o.cfg.Failures == stress.Low && o.cfg.Duration == 300*time.Second && o.json
 		}, ""},

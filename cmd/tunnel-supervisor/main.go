@@ -1,6 +1,9 @@
-// Command tunnel-supervisor keeps a tunnel to a relay open and forwards the
-// relay's requests to a local HTTP server (the TTS server), streaming its
-// answers back. It serves /health, /status and /metrics on -listen.
+// Command tunnel-supervisor keeps a tunnel open to one or more relays
+// (-connections connections spread over the -relay-url list) and forwards
+// the relays' requests to a local HTTP server (the TTS server), streaming
+// its answers back. It serves /health, /status and /metrics on -listen.
+// The agent itself is package supervisor/agent; this command parses flags
+// and handles signals.
 //
 // SIGHUP reconnects at once. SIGINT or SIGTERM stops taking requests, lets
 // those in flight finish (within -drain-timeout), closes the tunnel and
@@ -17,19 +20,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/enhanced-tunnel/tunnel/messages"
-	"github.com/enhanced-tunnel/tunnel/supervisor"
-	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
-	"github.com/enhanced-tunnel/tunnel/supervisor/httpapi"
+	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
 )
 
 func main() {
@@ -77,38 +74,16 @@ func newLogger(o *options, out io.Writer) *logrus.Logger {
 	return log
 }
 
-// supervise runs the tunnel, the forwarder and the HTTP endpoints on ln
-// until SIGINT or SIGTERM arrives on sigs, then shuts them down in order.
+// supervise runs the agent (tunnel, forwarder and the HTTP endpoints on ln)
+// until SIGINT or SIGTERM arrives on sigs, then shuts it down; a second one
+// cuts the drain short. SIGHUP reconnects.
 func supervise(o *options, log *logrus.Logger, ln net.Listener, sigs <-chan os.Signal) error {
-	metrics := httpapi.NewForwardMetrics()
-	fwd, err := forward.New(forward.Config{Upstream: o.forward, Observer: metrics, Logger: log})
+	cfg := o.agent
+	cfg.Listener, cfg.Logger = ln, log
+	a, err := agent.Start(cfg)
 	if err != nil {
-		ln.Close()
 		return err
 	}
-	defer fwd.Close()
-	cfg := o.tunnel
-	cfg.Logger = log
-	cfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {
-		fwd.Handle(ctx, t, msg)
-	}
-	t, err := supervisor.Start(nil, cfg)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	srv := &http.Server{
-		Handler:           httpapi.NewHandler(httpapi.Config{Status: t, Forward: metrics, InFlight: fwd.InFlight}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.WithFields(logrus.Fields{
-		"relay":   redacted(cfg.RelayURL),
-		"tunnel":  cfg.Tunnel,
-		"forward": o.forward,
-		"listen":  ln.Addr().String(),
-	}).Info("Supervisor started")
 
 	var runErr error
 wait:
@@ -117,24 +92,18 @@ wait:
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				log.Info("SIGHUP: reconnecting")
-				t.Reconnect()
+				a.Reconnect()
 				continue
 			}
 			log.WithField("signal", sig.String()).Info("Shutting down")
 			break wait
-		case err := <-served:
-			runErr = fmt.Errorf("serving %s: %w", ln.Addr(), err)
+		case runErr = <-a.Err():
 			break wait
 		}
 	}
-	return errors.Join(runErr, shutdown(o, log, fwd, t, srv, sigs))
-}
 
-// shutdown drains the requests in flight, then closes the tunnel and the
-// HTTP endpoints, which stay up meanwhile so the drain can be watched. A
-// second SIGINT or SIGTERM cuts the drain short.
-func shutdown(o *options, log *logrus.Logger, fwd *forward.Forwarder, t *supervisor.Tunnel, srv *http.Server, sigs <-chan os.Signal) error {
-	drainCtx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	drainCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	go func() {
 		for {
 			select {
@@ -149,30 +118,5 @@ func shutdown(o *options, log *logrus.Logger, fwd *forward.Forwarder, t *supervi
 			}
 		}
 	}()
-	if err := fwd.Drain(drainCtx); err != nil {
-		log.WithError(err).WithField("timeout", o.drainTimeout.String()).Warn("Stopped waiting for the requests in flight")
-	}
-	cancel()
-
-	// Stop's close handshake is bounded by CloseTimeout; the margin covers
-	// the handlers it cancels and waits for.
-	stopCtx, cancel := context.WithTimeout(context.Background(), o.tunnel.CloseTimeout+5*time.Second)
-	defer cancel()
-	err := t.Stop(stopCtx)
-	if shutErr := srv.Shutdown(stopCtx); shutErr != nil {
-		err = errors.Join(err, fmt.Errorf("closing the HTTP endpoints: %w", shutErr))
-	}
-	if err == nil {
-		log.Info("Supervisor stopped")
-	}
-	return err
-}
-
-// redacted hides a password in the relay URL.
-func redacted(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
+	return errors.Join(runErr, a.Shutdown(drainCtx))
 }

@@ -9,33 +9,30 @@ import (
 	"io"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
 )
 
 const (
-	defaultListen       = "127.0.0.1:9090"
-	defaultForward      = "http://127.0.0.1:8000"
-	defaultDrainTimeout = 30 * time.Second
-	envPrefix           = "TUNNEL_"
+	defaultListen = "127.0.0.1:9090"
+	envPrefix     = "TUNNEL_"
 )
 
 // options is the supervisor's configuration, from flags and environment.
 type options struct {
-	tunnel       supervisor.Config // without Logger and OnMessage, which main sets
-	forward      string
-	listen       string
-	drainTimeout time.Duration
-	logLevel     logrus.Level
-	jsonLogs     bool
+	agent    agent.Config // without Listener and Logger, which run sets
+	listen   string
+	logLevel logrus.Level
+	jsonLogs bool
 }
 
 const usageHeader = `Usage:
   tunnel-supervisor [flags]
-      connect to a relay and forward its requests to a local HTTP server
+      connect to one or more relays and forward their requests to a local
+      HTTP server
   tunnel-supervisor status [-addr host:port]
       print a running supervisor's status
 
@@ -56,28 +53,32 @@ func envName(flagName string) string {
 // getenv) for those not given, and checks the result. -h prints the usage to
 // stderr and returns flag.ErrHelp.
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
-	def := supervisor.DefaultConfig()
-	o := &options{tunnel: def}
+	o := &options{agent: agent.DefaultConfig()}
+	def, tc := o.agent.Tunnel, &o.agent.Tunnel
+	var relayURLs []string
 	var apiKey, apiKeyFile, policy, caFile, logLevel, logFormat string
 
 	fs := flag.NewFlagSet("tunnel-supervisor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.tunnel.RelayURL, "relay-url", "", "WebSocket URL of the relay's tunnel endpoint, e.g. wss://relay.example/tunnel (required)")
+	fs.Var(urlList{&relayURLs}, "relay-url", "WebSocket `URLs` of relay tunnel endpoints, comma-separated, e.g. wss://relay.example/tunnel (required)")
+	fs.IntVar(&tc.Connections, "connections", def.Connections, fmt.Sprintf(
+		"connections the tunnel keeps, each to the next relay URL in turn, at most %d; when not given, also at least one per relay URL",
+		supervisor.MaxConnections))
 	fs.StringVar(&apiKey, "api-key", "", "API key the relay knows this tunnel by")
 	fs.StringVar(&apiKeyFile, "api-key-file", "", "file holding the API key")
-	fs.StringVar(&o.tunnel.Tunnel, "tunnel", def.Tunnel, "tunnel name sent to the relay")
-	fs.StringVar(&o.forward, "forward", defaultForward, "base URL of the local upstream (the TTS server)")
+	fs.StringVar(&tc.Tunnel, "tunnel", def.Tunnel, "tunnel name sent to the relay")
+	fs.StringVar(&o.agent.Forward, "forward", o.agent.Forward, "base URL of the local upstream (the TTS server)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "address of /health, /status and /metrics")
-	fs.DurationVar(&o.tunnel.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "time between heartbeats")
-	fs.DurationVar(&o.tunnel.HeartbeatTimeout, "heartbeat-timeout", def.HeartbeatTimeout, "no heartbeat ack for this long: the connection is stale")
-	fs.DurationVar(&o.tunnel.ConnectTimeout, "connect-timeout", def.ConnectTimeout, "bound on dial, upgrade and authentication")
-	fs.DurationVar(&o.tunnel.RetryDelay, "retry-delay", def.RetryDelay, "wait before reconnecting after a failure other than an auth failure")
-	fs.DurationVar(&o.tunnel.AuthRetryDelay, "auth-retry-delay", def.AuthRetryDelay, "wait before reconnecting after an auth failure")
-	fs.IntVar(&o.tunnel.BreakerThreshold, "breaker-threshold", def.BreakerThreshold, "consecutive failures that open the circuit breaker")
-	fs.DurationVar(&o.tunnel.BreakerRecovery, "breaker-recovery", def.BreakerRecovery, "how long the open circuit breaker waits before a trial")
+	fs.DurationVar(&tc.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "time between heartbeats")
+	fs.DurationVar(&tc.HeartbeatTimeout, "heartbeat-timeout", def.HeartbeatTimeout, "no heartbeat ack for this long: the connection is stale")
+	fs.DurationVar(&tc.ConnectTimeout, "connect-timeout", def.ConnectTimeout, "bound on dial, upgrade and authentication")
+	fs.DurationVar(&tc.RetryDelay, "retry-delay", def.RetryDelay, "wait before reconnecting after a failure other than an auth failure")
+	fs.DurationVar(&tc.AuthRetryDelay, "auth-retry-delay", def.AuthRetryDelay, "wait before reconnecting after an auth failure")
+	fs.IntVar(&tc.BreakerThreshold, "breaker-threshold", def.BreakerThreshold, "consecutive failures that open the circuit breaker")
+	fs.DurationVar(&tc.BreakerRecovery, "breaker-recovery", def.BreakerRecovery, "how long the open circuit breaker waits before a trial")
 	fs.StringVar(&policy, "reconnect-policy", def.ReconnectPolicy.String(), "reconnect delays: flat or exponential")
 	fs.StringVar(&caFile, "ca-file", "", "PEM file of the root certificates to trust for wss:// (default: the system's)")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", defaultDrainTimeout, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
+	fs.DurationVar(&o.agent.DrainTimeout, "drain-timeout", o.agent.DrainTimeout, "on SIGINT/SIGTERM, how long requests in flight may take to finish")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: trace, debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	fs.Usage = func() {
@@ -105,26 +106,36 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := applyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
+	// One URL is the shorthand RelayURL; several are RelayURLs.
+	if len(relayURLs) == 1 {
+		tc.RelayURL = relayURLs[0]
+	} else {
+		tc.RelayURLs = relayURLs
+	}
+	if !isSet(fs, "connections") {
+		// Every relay gets a connection unless told otherwise.
+		tc.Connections = max(tc.Connections, len(relayURLs))
+	}
 
 	var err error
-	if o.tunnel.APIKey, err = readAPIKey(apiKey, apiKeyFile); err != nil {
+	if tc.APIKey, err = readAPIKey(apiKey, apiKeyFile); err != nil {
 		return nil, err
 	}
 	switch policy {
 	case supervisor.Flat.String():
-		o.tunnel.ReconnectPolicy = supervisor.Flat
+		tc.ReconnectPolicy = supervisor.Flat
 	case supervisor.Exponential.String():
-		o.tunnel.ReconnectPolicy = supervisor.Exponential
+		tc.ReconnectPolicy = supervisor.Exponential
 	default:
 		return nil, fmt.Errorf("-reconnect-policy must be flat or exponential, got %q", policy)
 	}
 	if caFile != "" {
-		if o.tunnel.TLSConfig, err = loadRoots(caFile); err != nil {
+		if tc.TLSConfig, err = loadRoots(caFile); err != nil {
 			return nil, err
 		}
 	}
-	if o.drainTimeout < 0 {
-		return nil, fmt.Errorf("-drain-timeout must not be negative, got %v", o.drainTimeout)
+	if o.agent.DrainTimeout < 0 {
+		return nil, fmt.Errorf("-drain-timeout must not be negative, got %v", o.agent.DrainTimeout)
 	}
 	if o.logLevel, err = logrus.ParseLevel(logLevel); err != nil {
 		return nil, fmt.Errorf("-log-level: %w", err)
@@ -136,10 +147,39 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	default:
 		return nil, fmt.Errorf("-log-format must be text or json, got %q", logFormat)
 	}
-	if err := o.tunnel.Validate(); err != nil {
+	if err := o.agent.Validate(); err != nil {
 		return nil, err
 	}
 	return o, nil
+}
+
+// urlList is the -relay-url flag: one URL, or several separated by commas.
+// Set never fails, so that the flag package never repeats a URL (which may
+// hold a password) in an error; Validate judges each URL.
+type urlList struct{ urls *[]string }
+
+func (l urlList) String() string {
+	if l.urls == nil {
+		return ""
+	}
+	return strings.Join(*l.urls, ",")
+}
+
+func (l urlList) Set(v string) error {
+	urls := strings.Split(v, ",")
+	for i, u := range urls {
+		urls[i] = strings.TrimSpace(u)
+	}
+	*l.urls = urls
+	return nil
+}
+
+// isSet reports whether the flag was given, on the command line or by its
+// environment variable (applyEnv sets it through the flag set).
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // applyEnv sets every flag not given on the command line from its

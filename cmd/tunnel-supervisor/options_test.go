@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -62,15 +63,16 @@ func TestParseOptions(t *testing.T) {
 		{name: "defaults", env: base, check: func(t *testing.T, o *options) {
 			want := supervisor.DefaultConfig()
 			want.RelayURL, want.APIKey = "ws://relay:8080/tunnel", secret
-			if o.tunnel.RelayURL != want.RelayURL || o.tunnel.APIKey != want.APIKey || o.tunnel.Tunnel != "default" ||
-				o.tunnel.HeartbeatInterval != 15*time.Second || o.tunnel.HeartbeatTimeout != 30*time.Second ||
-				o.tunnel.ConnectTimeout != 10*time.Second || o.tunnel.RetryDelay != 10*time.Second ||
-				o.tunnel.AuthRetryDelay != 30*time.Second || o.tunnel.BreakerThreshold != 5 ||
-				o.tunnel.BreakerRecovery != 300*time.Second || o.tunnel.ReconnectPolicy != supervisor.Flat ||
-				o.tunnel.MaxQueue != want.MaxQueue || o.tunnel.TLSConfig != nil {
-				t.Errorf("tunnel config %+v", o.tunnel)
+			if o.agent.Tunnel.RelayURL != want.RelayURL || o.agent.Tunnel.RelayURLs != nil || o.agent.Tunnel.Connections != 2 ||
+				o.agent.Tunnel.APIKey != want.APIKey || o.agent.Tunnel.Tunnel != "default" ||
+				o.agent.Tunnel.HeartbeatInterval != 15*time.Second || o.agent.Tunnel.HeartbeatTimeout != 30*time.Second ||
+				o.agent.Tunnel.ConnectTimeout != 10*time.Second || o.agent.Tunnel.RetryDelay != 10*time.Second ||
+				o.agent.Tunnel.AuthRetryDelay != 30*time.Second || o.agent.Tunnel.BreakerThreshold != 5 ||
+				o.agent.Tunnel.BreakerRecovery != 300*time.Second || o.agent.Tunnel.ReconnectPolicy != supervisor.Flat ||
+				o.agent.Tunnel.MaxQueue != want.MaxQueue || o.agent.Tunnel.TLSConfig != nil {
+				t.Errorf("tunnel config %+v", o.agent.Tunnel)
 			}
-			if o.forward != "http://127.0.0.1:8000" || o.listen != "127.0.0.1:9090" || o.drainTimeout != 30*time.Second ||
+			if o.agent.Forward != "http://127.0.0.1:8000" || o.listen != "127.0.0.1:9090" || o.agent.DrainTimeout != 30*time.Second ||
 				o.logLevel != logrus.InfoLevel || o.jsonLogs {
 				t.Errorf("options %+v", o)
 			}
@@ -82,14 +84,14 @@ func TestParseOptions(t *testing.T) {
 			"TUNNEL_BREAKER_RECOVERY": "1m", "TUNNEL_RECONNECT_POLICY": "exponential", "TUNNEL_DRAIN_TIMEOUT": "0s",
 			"TUNNEL_LOG_LEVEL": "debug", "TUNNEL_LOG_FORMAT": "json", "TUNNEL_CA_FILE": caFile,
 		}), check: func(t *testing.T, o *options) {
-			c := o.tunnel
+			c := o.agent.Tunnel
 			if c.Tunnel != "tts" || c.HeartbeatInterval != time.Second || c.HeartbeatTimeout != 3*time.Second ||
 				c.ConnectTimeout != 2*time.Second || c.RetryDelay != 500*time.Millisecond || c.AuthRetryDelay != 4*time.Second ||
 				c.BreakerThreshold != 3 || c.BreakerRecovery != time.Minute || c.ReconnectPolicy != supervisor.Exponential ||
 				c.TLSConfig == nil || c.TLSConfig.RootCAs == nil {
 				t.Errorf("tunnel config %+v", c)
 			}
-			if o.forward != "http://127.0.0.1:7000" || o.listen != "127.0.0.1:0" || o.drainTimeout != 0 ||
+			if o.agent.Forward != "http://127.0.0.1:7000" || o.listen != "127.0.0.1:0" || o.agent.DrainTimeout != 0 ||
 				o.logLevel != logrus.DebugLevel || !o.jsonLogs {
 				t.Errorf("options %+v", o)
 			}
@@ -97,29 +99,63 @@ func TestParseOptions(t *testing.T) {
 		{name: "flag beats env", args: []string{"-retry-delay", "5s", "-tunnel", "flag", "-relay-url", "wss://other/tunnel"},
 			env: with(map[string]string{"TUNNEL_RETRY_DELAY": "3s", "TUNNEL_TUNNEL": "env"}),
 			check: func(t *testing.T, o *options) {
-				if o.tunnel.RetryDelay != 5*time.Second || o.tunnel.Tunnel != "flag" || o.tunnel.RelayURL != "wss://other/tunnel" {
-					t.Errorf("tunnel config %+v", o.tunnel)
+				if o.agent.Tunnel.RetryDelay != 5*time.Second || o.agent.Tunnel.Tunnel != "flag" || o.agent.Tunnel.RelayURL != "wss://other/tunnel" {
+					t.Errorf("tunnel config %+v", o.agent.Tunnel)
 				}
 			}},
 		{name: "key file by flag beats key in env", args: []string{"-api-key-file", keyFile}, env: base,
 			check: func(t *testing.T, o *options) {
-				if o.tunnel.APIKey != "file-key" {
-					t.Errorf("APIKey %q, want the file's, trimmed", o.tunnel.APIKey)
+				if o.agent.Tunnel.APIKey != "file-key" {
+					t.Errorf("APIKey %q, want the file's, trimmed", o.agent.Tunnel.APIKey)
 				}
 			}},
 		{name: "key by flag beats key file in env", args: []string{"-api-key", "flag-key"},
 			env: with(map[string]string{"TUNNEL_API_KEY": "", "TUNNEL_API_KEY_FILE": keyFile}),
 			check: func(t *testing.T, o *options) {
-				if o.tunnel.APIKey != "flag-key" {
-					t.Errorf("APIKey %q", o.tunnel.APIKey)
+				if o.agent.Tunnel.APIKey != "flag-key" {
+					t.Errorf("APIKey %q", o.agent.Tunnel.APIKey)
 				}
 			}},
 		{name: "key file from env", env: with(map[string]string{"TUNNEL_API_KEY": "", "TUNNEL_API_KEY_FILE": keyFile}),
 			check: func(t *testing.T, o *options) {
-				if o.tunnel.APIKey != "file-key" {
-					t.Errorf("APIKey %q", o.tunnel.APIKey)
+				if o.agent.Tunnel.APIKey != "file-key" {
+					t.Errorf("APIKey %q", o.agent.Tunnel.APIKey)
 				}
 			}},
+		{name: "relay URL list", args: []string{"-relay-url", "wss://a/tunnel, wss://b/tunnel"}, env: base,
+			check: func(t *testing.T, o *options) {
+				c := o.agent.Tunnel
+				if !slices.Equal(c.URLs(), []string{"wss://a/tunnel", "wss://b/tunnel"}) || c.Connections != 2 {
+					t.Errorf("URLs %q, %d connections; want both URLs and 2", c.URLs(), c.Connections)
+				}
+			}},
+		{name: "relay URL list from env", env: with(map[string]string{"TUNNEL_RELAY_URL": "wss://a/tunnel,wss://b/tunnel,wss://c/tunnel"}),
+			check: func(t *testing.T, o *options) {
+				c := o.agent.Tunnel
+				if len(c.URLs()) != 3 || c.URLOf(2) != "wss://c/tunnel" || c.Connections != 3 {
+					t.Errorf("URLs %q, %d connections; want 3 URLs and, unset, one connection each", c.URLs(), c.Connections)
+				}
+			}},
+		{name: "connections by flag", args: []string{"-connections", "4", "-relay-url", "wss://a/tunnel,wss://b/tunnel,wss://c/tunnel"}, env: base,
+			check: func(t *testing.T, o *options) {
+				if c := o.agent.Tunnel; c.Connections != 4 || len(c.URLs()) != 3 {
+					t.Errorf("%d connections to %q, want 4 to 3 URLs", c.Connections, c.URLs())
+				}
+			}},
+		{name: "connections from env", env: with(map[string]string{"TUNNEL_CONNECTIONS": "1"}),
+			check: func(t *testing.T, o *options) {
+				if c := o.agent.Tunnel; c.Connections != 1 || c.RelayURL != "ws://relay:8080/tunnel" {
+					t.Errorf("%d connections to %q, want 1", c.Connections, c.URLs())
+				}
+			}},
+		{name: "connections set below the URLs", env: with(map[string]string{"TUNNEL_CONNECTIONS": "2", "TUNNEL_RELAY_URL": "ws://a/t,ws://b/t,ws://c/t"}),
+			wantErr: "must be at least the number of relay URLs"},
+		{name: "too many connections", args: []string{"-connections", "17"}, env: base, wantErr: "between 1 and 16"},
+		{name: "zero connections", args: []string{"-connections", "0"}, env: base, wantErr: "between 1 and 16"},
+		{name: "bad connections env", env: with(map[string]string{"TUNNEL_CONNECTIONS": "two"}), wantErr: "TUNNEL_CONNECTIONS"},
+		{name: "empty URL in the list", args: []string{"-relay-url", "ws://a/t,,ws://b/t"}, env: base, wantErr: "empty URL"},
+		{name: "http URL in the list", args: []string{"-relay-url", "ws://a/t,http://b/t"}, env: base, wantErr: "ws:// or wss://"},
+		{name: "bad forward URL", args: []string{"-forward", "ftp://127.0.0.1/"}, env: base, wantErr: "http:// or https://"},
 		{name: "bad duration flag", args: []string{"-retry-delay", "ten"}, env: base, wantErr: "retry-delay"},
 		{name: "bad duration env", env: with(map[string]string{"TUNNEL_HEARTBEAT_TIMEOUT": "soon"}), wantErr: "TUNNEL_HEARTBEAT_TIMEOUT"},
 		{name: "bad int env", env: with(map[string]string{"TUNNEL_BREAKER_THRESHOLD": "many"}), wantErr: "TUNNEL_BREAKER_THRESHOLD"},
@@ -166,7 +202,7 @@ func TestHelpListsEveryFlagWithItsEnvVarAndDefault(t *testing.T) {
 	}
 	help := stderr.String()
 	for _, want := range []string{
-		"-relay-url string", "TUNNEL_RELAY_URL", "-api-key string", "TUNNEL_API_KEY)", "-api-key-file string",
+		"-relay-url URLs", "TUNNEL_RELAY_URL)", "-connections int", "TUNNEL_CONNECTIONS; default 2", "-api-key string", "TUNNEL_API_KEY)", "-api-key-file string",
 		"TUNNEL_API_KEY_FILE", `TUNNEL_TUNNEL; default "default"`, `TUNNEL_FORWARD; default "http://127.0.0.1:8000"`,
 		`TUNNEL_LISTEN; default "127.0.0.1:9090"`, "TUNNEL_HEARTBEAT_INTERVAL; default 15s",
 		"TUNNEL_HEARTBEAT_TIMEOUT; default 30s", "TUNNEL_CONNECT_TIMEOUT; default 10s", "TUNNEL_RETRY_DELAY; default 10s",

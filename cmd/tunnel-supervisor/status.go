@@ -18,30 +18,46 @@ import (
 // decoded from the JSON on its own terms, as any client of the endpoint
 // would, with the state names as strings.
 type statusView struct {
-	State     string `json:"state"`
-	Connected bool   `json:"connected"`
-	Tunnel    string `json:"tunnel"`
-	Health    struct {
-		SuccessRate          float64        `json:"success_rate"`
-		TotalAttempts        int            `json:"total_attempts"`
-		Successes            int            `json:"successes"`
-		ConsecutiveFailures  int            `json:"consecutive_failures"`
-		TimeSinceLastSuccess *float64       `json:"time_since_last_success"`
-		FailureTypes         map[string]int `json:"failure_types"`
-		LastError            string         `json:"last_error"`
-		LastFailureType      string         `json:"last_failure_type"`
-		Uptime               *float64       `json:"uptime"`
-		Drops                int            `json:"drops"`
-		LastConnectTime      *float64       `json:"last_connect_time"`
-		LastHeartbeatRTT     *float64       `json:"last_heartbeat_rtt"`
-		MeanHeartbeatRTT     float64        `json:"mean_heartbeat_rtt"`
-	} `json:"health"`
-	CircuitBreaker struct {
-		Active     bool    `json:"active"`
-		RecoveryIn float64 `json:"recovery_in"`
-		State      string  `json:"state"`
-		Openings   int     `json:"openings"`
-	} `json:"circuit_breaker"`
+	State            string           `json:"state"`
+	Connected        bool             `json:"connected"`
+	Tunnel           string           `json:"tunnel"`
+	Health           healthView       `json:"health"`
+	CircuitBreaker   breakerView      `json:"circuit_breaker"`
+	ReadyConnections int              `json:"ready_connections"`
+	Connections      []connectionView `json:"connections"`
+}
+
+// connectionView is one connection's part of the status.
+type connectionView struct {
+	Index          int         `json:"index"`
+	RelayURL       string      `json:"relay_url"`
+	State          string      `json:"state"`
+	Connected      bool        `json:"connected"`
+	Health         healthView  `json:"health"`
+	CircuitBreaker breakerView `json:"circuit_breaker"`
+}
+
+type healthView struct {
+	SuccessRate          float64        `json:"success_rate"`
+	TotalAttempts        int            `json:"total_attempts"`
+	Successes            int            `json:"successes"`
+	ConsecutiveFailures  int            `json:"consecutive_failures"`
+	TimeSinceLastSuccess *float64       `json:"time_since_last_success"`
+	FailureTypes         map[string]int `json:"failure_types"`
+	LastError            string         `json:"last_error"`
+	LastFailureType      string         `json:"last_failure_type"`
+	Uptime               *float64       `json:"uptime"`
+	Drops                int            `json:"drops"`
+	LastConnectTime      *float64       `json:"last_connect_time"`
+	LastHeartbeatRTT     *float64       `json:"last_heartbeat_rtt"`
+	MeanHeartbeatRTT     float64        `json:"mean_heartbeat_rtt"`
+}
+
+type breakerView struct {
+	Active     bool    `json:"active"`
+	RecoveryIn float64 `json:"recovery_in"`
+	State      string  `json:"state"`
+	Openings   int     `json:"openings"`
 }
 
 // statusCommand is `tunnel-supervisor status [-addr host:port]`.
@@ -90,7 +106,9 @@ func fetchStatus(ctx context.Context, url string) (*statusView, error) {
 	return &s, nil
 }
 
-// printStatus writes s as a two-column table.
+// printStatus writes s as a two-column table of the tunnel as a whole
+// and, when the status lists its connections, a table of one row per
+// connection below.
 func printStatus(w io.Writer, s *statusView) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(name, format string, args ...any) {
@@ -99,6 +117,9 @@ func printStatus(w io.Writer, s *statusView) {
 	h := s.Health
 	row("Tunnel", "%s", s.Tunnel)
 	row("State", "%s", s.State)
+	if len(s.Connections) > 0 {
+		row("Connections", "%d of %d ready", s.ReadyConnections, len(s.Connections))
+	}
 	row("Uptime", "%s", optionalSeconds(h.Uptime, time.Second, "not connected"))
 	row("Success rate", "%.1f%% (%d of %d attempts)", 100*h.SuccessRate, h.Successes, h.TotalAttempts)
 	row("Consecutive failures", "%d", h.ConsecutiveFailures)
@@ -110,28 +131,53 @@ func printStatus(w io.Writer, s *statusView) {
 		rtt += " (mean " + seconds(h.MeanHeartbeatRTT, 100*time.Microsecond) + ")"
 	}
 	row("Heartbeat RTT", "%s", rtt)
-
-	cb := s.CircuitBreaker
-	breaker := fmt.Sprintf("%s, opened %d times", cb.State, cb.Openings)
-	if cb.Active {
-		breaker += ", trial in " + seconds(cb.RecoveryIn, time.Second)
-	}
-	row("Circuit breaker", "%s", breaker)
-
-	lastErr := "none"
-	if h.LastFailureType != "" {
-		lastErr = h.LastFailureType
-		if h.LastError != "" {
-			lastErr += ": " + h.LastError
-		}
-	}
-	row("Last error", "%s", lastErr)
-
+	row("Circuit breaker", "%s", breakerText(s.CircuitBreaker, true))
+	row("Last error", "%s", lastError(h))
 	row("Failures by type", "")
 	for _, ft := range messages.FailureTypes {
 		row("  "+ft.String(), "%d", h.FailureTypes[ft.String()])
 	}
 	tw.Flush()
+	if len(s.Connections) == 0 {
+		return
+	}
+
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "INDEX\tRELAY\tSTATE\tCONNECTED\tATTEMPTS\tSUCCESSES\tCONSECUTIVE FAILURES\tBREAKER\tLAST ERROR")
+	for _, c := range s.Connections {
+		connected := "no"
+		if c.Connected {
+			connected = "yes"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", c.Index, c.RelayURL, c.State, connected,
+			c.Health.TotalAttempts, c.Health.Successes, c.Health.ConsecutiveFailures, breakerText(c.CircuitBreaker, false), lastError(c.Health))
+	}
+	tw.Flush()
+}
+
+// breakerText is the breaker's state, with the time to its trial while it
+// is open, and how often it opened when withOpenings.
+func breakerText(b breakerView, withOpenings bool) string {
+	text := b.State
+	if withOpenings {
+		text += fmt.Sprintf(", opened %d times", b.Openings)
+	}
+	if b.Active {
+		text += ", trial in " + seconds(b.RecoveryIn, time.Second)
+	}
+	return text
+}
+
+// lastError is the last failure's type and error, or "none".
+func lastError(h healthView) string {
+	if h.LastFailureType == "" {
+		return "none"
+	}
+	if h.LastError == "" {
+		return h.LastFailureType
+	}
+	return h.LastFailureType + ": " + h.LastError
 }
 
 func seconds(s float64, round time.Duration) string {

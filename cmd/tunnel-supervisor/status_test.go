@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,14 +19,34 @@ func (s fixedStatus) Status() messages.Status { return messages.Status(s) }
 
 func ptr(v float64) *float64 { return &v }
 
-// rows reads the status table back: each row's name and value.
-func rows(table string) map[string]string {
-	out := map[string]string{}
+// rows reads the status table of the tunnel as a whole back: each row's
+// name and value.
+func rows(out string) map[string]string {
+	table, _, _ := strings.Cut(out, "\n\n")
+	rows := map[string]string{}
 	for _, line := range strings.Split(strings.TrimRight(table, "\n"), "\n") {
 		name, value, _ := strings.Cut(strings.TrimSpace(line), "  ")
-		out[name] = strings.TrimSpace(value)
+		rows[name] = strings.TrimSpace(value)
 	}
-	return out
+	return rows
+}
+
+// columns splits a row of the connections table into its cells, which
+// two spaces or more separate.
+var columns = regexp.MustCompile(`\s{2,}`)
+
+// connectionRows reads the connections table back, the header first; nil
+// when there is none.
+func connectionRows(out string) [][]string {
+	_, table, found := strings.Cut(out, "\n\n")
+	if !found {
+		return nil
+	}
+	var rows [][]string
+	for _, line := range strings.Split(strings.TrimRight(table, "\n"), "\n") {
+		rows = append(rows, columns.Split(strings.TrimSpace(line), -1))
+	}
+	return rows
 }
 
 func TestStatusCommand(t *testing.T) {
@@ -81,6 +103,66 @@ func TestStatusCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With two connections: the aggregate as before, how many are ready, and
+// one row per connection.
+func TestStatusCommandConnections(t *testing.T) {
+	up := messages.Health{SuccessRate: 1, TotalAttempts: 3, Successes: 3, Uptime: ptr(30), FailureTypes: map[string]int{}}
+	down := messages.Health{TotalAttempts: 6, ConsecutiveFailures: 5, FailureTypes: map[string]int{"CONNECTION_REFUSED": 6},
+		LastFailureType: "CONNECTION_REFUSED", LastError: "dial tcp 10.0.0.2:443: connect: connection refused"}
+	status := messages.Status{
+		State: messages.Authenticated, Connected: true, Tunnel: "tts", ReadyConnections: 1,
+		Health: messages.Health{SuccessRate: 1.0 / 3, TotalAttempts: 9, Successes: 3, ConsecutiveFailures: 5, Uptime: ptr(30),
+			FailureTypes: map[string]int{"CONNECTION_REFUSED": 6}, LastFailureType: "CONNECTION_REFUSED", LastError: down.LastError},
+		CircuitBreaker: messages.BreakerReport{State: messages.BreakerClosed, Openings: 1},
+		Connections: []messages.ConnectionStatus{
+			{Index: 0, RelayURL: "wss://relay-a.example/tunnel", State: messages.Authenticated, Connected: true, Health: up,
+				CircuitBreaker: messages.BreakerReport{State: messages.BreakerClosed}},
+			{Index: 1, RelayURL: "wss://user:xxxxx@relay-b.example/tunnel", State: messages.CircuitBreaker, Health: down,
+				CircuitBreaker: messages.BreakerReport{Active: true, State: messages.BreakerOpen, RecoveryIn: 250.2, Openings: 1}},
+		},
+	}
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Status: fixedStatus(status)}))
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"status", "-addr", strings.TrimPrefix(srv.URL, "http://")}, env(nil), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	got := rows(out)
+	for name, want := range map[string]string{
+		"Tunnel": "tts", "State": "AUTHENTICATED", "Connections": "1 of 2 ready", "Success rate": "33.3% (3 of 9 attempts)",
+		"Consecutive failures": "5", "Circuit breaker": "closed, opened 1 times", "CONNECTION_REFUSED": "6",
+	} {
+		if got[name] != want {
+			t.Errorf("%s = %q, want %q", name, got[name], want)
+		}
+	}
+	want := [][]string{
+		{"INDEX", "RELAY", "STATE", "CONNECTED", "ATTEMPTS", "SUCCESSES", "CONSECUTIVE FAILURES", "BREAKER", "LAST ERROR"},
+		{"0", "wss://relay-a.example/tunnel", "AUTHENTICATED", "yes", "3", "3", "0", "closed", "none"},
+		{"1", "wss://user:xxxxx@relay-b.example/tunnel", "CIRCUIT_BREAKER", "no", "6", "0", "5", "open, trial in 4m10s",
+			"CONNECTION_REFUSED: dial tcp 10.0.0.2:443: connect: connection refused"},
+	}
+	table := connectionRows(out)
+	if !slices.EqualFunc(table, want, slices.Equal) {
+		t.Errorf("connections table\n got %q\nwant %q\n%s", table, want, out)
+	}
+}
+
+// A status without connections (one connection's own) prints no
+// connections table.
+func TestStatusCommandWithoutConnections(t *testing.T) {
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{Status: fixedStatus{State: messages.Connecting}}))
+	defer srv.Close()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"status", "-addr", strings.TrimPrefix(srv.URL, "http://")}, env(nil), &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if _, ok := rows(stdout.String())["Connections"]; ok || connectionRows(stdout.String()) != nil {
+		t.Errorf("connections shown for a status without any:\n%s", stdout.String())
 	}
 }
 

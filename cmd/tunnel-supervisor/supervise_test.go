@@ -183,7 +183,9 @@ func TestSupervise(t *testing.T) {
 	defer close(testDone)
 
 	var logs strings.Builder
-	o, err := parseOptions([]string{"-relay-url", relay.url, "-forward", upstream.URL}, env(map[string]string{"TUNNEL_API_KEY": key}), io.Discard)
+	// One connection: the fake relay's sessions come one at a time.
+	o, err := parseOptions([]string{"-relay-url", relay.url, "-connections", "1", "-forward", upstream.URL},
+		env(map[string]string{"TUNNEL_API_KEY": key}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +290,7 @@ func TestSecondSignalCutsTheDrainShort(t *testing.T) {
 	}))
 	defer upstream.Close()
 
-	o, err := parseOptions([]string{"-relay-url", relay.url, "-forward", upstream.URL, "-drain-timeout", "1h"},
+	o, err := parseOptions([]string{"-relay-url", relay.url, "-connections", "1", "-forward", upstream.URL, "-drain-timeout", "1h"},
 		env(map[string]string{"TUNNEL_API_KEY": key}), io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/enhanced-tunnel/tunnel/supervisor"
 )
 
 // Level is how hard the network is hit: the quiet time between two faults.
@@ -63,6 +65,9 @@ const (
 	DefaultBreakerRecovery   = 2 * time.Second
 	DefaultConnectTimeout    = time.Second
 	DefaultProgressEvery     = 5 * time.Second
+	// DefaultConnections is one connection, on one path: the run the seed
+	// describes, whose figures earlier runs can be compared with.
+	DefaultConnections = 1
 )
 
 // Config configures a run. Start with DefaultConfig.
@@ -71,6 +76,10 @@ type Config struct {
 	Duration    time.Duration // how long load and faults run; default 300 s
 	Seed        int64         // picks the faults, their timing and the requests; default 1
 	Concurrency int           // clients sending requests one after the other; default 8
+	// Connections is how many connections the tunnel keeps, each on a path
+	// of its own (its own fault proxy in front of the one relay); faults hit
+	// one path at a time. Default 1; at most supervisor.MaxConnections.
+	Connections int
 
 	// The supervisor's timing, short so that faults play out in seconds.
 	HeartbeatInterval time.Duration // default 250 ms
@@ -87,7 +96,8 @@ type Config struct {
 	Logger *logrus.Logger
 }
 
-// DefaultConfig returns High failures for 300 s with seed 1 and 8 clients;
+// DefaultConfig returns High failures for 300 s with seed 1, 8 clients and
+// one connection;
 // a 250 ms heartbeat with a 1 s timeout, a 300 ms retry delay, a 2 s breaker
 // recovery and a 1 s connect timeout; progress every 5 s to nowhere.
 func DefaultConfig() Config {
@@ -96,6 +106,7 @@ func DefaultConfig() Config {
 		Duration:          DefaultDuration,
 		Seed:              1,
 		Concurrency:       DefaultConcurrency,
+		Connections:       DefaultConnections,
 		HeartbeatInterval: DefaultHeartbeatInterval,
 		HeartbeatTimeout:  DefaultHeartbeatTimeout,
 		RetryDelay:        DefaultRetryDelay,
@@ -114,6 +125,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stress: duration must be positive, got %v", c.Duration)
 	case c.Concurrency < 1:
 		return fmt.Errorf("stress: concurrency must be at least 1, got %d", c.Concurrency)
+	case c.Connections < 1 || c.Connections > supervisor.MaxConnections:
+		return fmt.Errorf("stress: connections must be between 1 and %d, got %d", supervisor.MaxConnections, c.Connections)
 	case c.HeartbeatInterval <= 0, c.HeartbeatTimeout <= 0, c.RetryDelay <= 0, c.BreakerRecovery <= 0, c.ConnectTimeout <= 0:
 		return errors.New("stress: heartbeat interval and timeout, retry delay, breaker recovery and connect timeout must be positive")
 	case c.HeartbeatTimeout <= c.HeartbeatInterval:

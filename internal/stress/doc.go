@@ -6,16 +6,26 @@
 // (internal/ttsdemo, plus an /echo endpoint), a relay, the fault proxy
 // (internal/faultproxy) in front of the relay, and a supervisor that reaches
 // the relay through the proxy and forwards to the upstream, with short
-// heartbeat and retry settings. Config.Concurrency clients then send
-// requests one after the other through the relay's public front: small
-// inline answers, short and long streamed speech, and 96 KiB echoes
-// streamed both ways. Meanwhile faults come one at a time, in rounds that
-// hold every kind once in an order the seed shuffles, each after the tunnel
-// is back up and a quiet time that Config.Failures sets: latency, a
-// bandwidth limit, a reset, a blackhole held past the heartbeat's timeout,
-// a half-close, and a relay restart on the same port (during which the
-// public front, which the relay serves too, is down: clients wait rather
-// than count requests nobody could answer).
+// heartbeat and retry settings. The supervisor is the standalone agent
+// (supervisor/agent) that tunnel-supervisor runs, without its HTTP
+// endpoints. Config.Concurrency clients then send requests one after the
+// other through the relay's public front: small inline answers, short and
+// long streamed speech, and 96 KiB echoes streamed both ways. Meanwhile
+// faults come one at a time, in rounds that hold every kind once in an
+// order the seed shuffles, each after the tunnel is back up (every
+// connection AUTHENTICATED) and a quiet time that Config.Failures sets:
+// latency, a bandwidth limit, a reset, a blackhole held past the
+// heartbeat's timeout, a half-close, and a relay restart on the same port
+// (during which the public front, which the relay serves too, is down:
+// clients wait rather than count requests nobody could answer).
+//
+// With Config.Connections above 1 the tunnel keeps that many connections,
+// each on a path of its own: its own fault proxy in front of the same
+// relay. Each fault then hits one path, drawn by the seed, and the next
+// waits until every connection is back, so the tunnel always has a path
+// that works; only the relay's restart cuts every path, since they all end
+// at that relay. The report then gives the share of requests answered ok,
+// which is what the other path buys.
 //
 // At the end the fault in progress is lifted, the load stops, and every
 // request in flight is waited for before counting, so that

@@ -21,23 +21,28 @@ const (
 	recoveringLine = "[ACTOR] Recovering" // protoactor's, for every failing actor
 )
 
-// monitor follows the tunnel through its state changes and its logs, and
-// measures each recovery as it happens: from the moment the relay could be
-// reached again (the later of the connection's loss, the end of the fault
-// that made the relay unreachable, and the breaker's last trial) to the
-// next AUTHENTICATED.
+// monitor follows the tunnel's connections through their state changes
+// and the logs, and measures each recovery as it happens: from the moment
+// the relay could be reached again on the connection's path (the later of
+// the connection's loss, the end of the fault that cut that path off, and
+// the breaker's last trial) to the connection's next AUTHENTICATED.
 type monitor struct {
-	mu            sync.Mutex
+	mu          sync.Mutex
+	conns       []connTrack // one per connection, by index; connection i goes through path i
+	reachableAt []time.Time // per path: when the last fault that cut the relay off ended
+	trialAt     time.Time   // the last breaker trial, of any connection
+	stales      []time.Time
+	recoveries  []time.Duration
+	actorPanics []string
+	up          chan struct{} // closed while every connection is AUTHENTICATED; replaced when one is no longer
+}
+
+// connTrack is what the monitor knows of one connection.
+type connTrack struct {
 	state         messages.State
 	changes       []stateAt
-	authenticated int
-	downAt        time.Time // when the last authenticated connection was lost
-	reachableAt   time.Time // when the last fault that cut the relay off ended
-	trialAt       time.Time // the breaker's last trial
-	stales        []time.Time
-	recoveries    []time.Duration
-	actorPanics   []string
-	up            chan struct{} // closed on AUTHENTICATED; replaced when it ends
+	authenticated int       // times it became AUTHENTICATED
+	downAt        time.Time // when it last stopped being AUTHENTICATED
 }
 
 type stateAt struct {
@@ -45,32 +50,56 @@ type stateAt struct {
 	at    time.Time
 }
 
-func newMonitor() *monitor {
-	return &monitor{up: make(chan struct{})}
+func newMonitor(connections int) *monitor {
+	return &monitor{
+		conns:       make([]connTrack, connections),
+		reachableAt: make([]time.Time, connections),
+		up:          make(chan struct{}),
+	}
 }
 
-// stateChanged is the tunnel's OnStateChange.
+// stateChanged is the tunnel's OnStateChange: s is one connection's change.
 func (m *monitor) stateChanged(s messages.StateChanged) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s.Connection < 0 || s.Connection >= len(m.conns) {
+		// The tunnel has exactly as many connections as the run has paths.
+		return
+	}
+	c := &m.conns[s.Connection]
 	at := s.At
 	if at.IsZero() {
 		at = time.Now()
 	}
-	if m.state == messages.Authenticated && s.State != messages.Authenticated {
-		m.downAt = at
-		m.up = make(chan struct{})
+	if c.state == messages.Authenticated && s.State != messages.Authenticated {
+		c.downAt = at
+		if m.allUp() {
+			m.up = make(chan struct{})
+		}
 	}
-	if s.State == messages.Authenticated && m.state != messages.Authenticated {
-		if m.authenticated > 0 {
-			from := latest(m.downAt, m.reachableAt, m.trialAt)
+	wasUp := c.state == messages.Authenticated
+	c.state = s.State
+	c.changes = append(c.changes, stateAt{s.State, at})
+	if s.State == messages.Authenticated && !wasUp {
+		if c.authenticated > 0 {
+			from := latest(c.downAt, m.reachableAt[s.Connection], m.trialAt)
 			m.recoveries = append(m.recoveries, at.Sub(from))
 		}
-		m.authenticated++
-		close(m.up)
+		c.authenticated++
+		if m.allUp() {
+			close(m.up)
+		}
 	}
-	m.state = s.State
-	m.changes = append(m.changes, stateAt{s.State, at})
+}
+
+// allUp says whether every connection is AUTHENTICATED; m.mu is held.
+func (m *monitor) allUp() bool {
+	for _, c := range m.conns {
+		if c.state != messages.Authenticated {
+			return false
+		}
+	}
+	return true
 }
 
 func latest(ts ...time.Time) time.Time {
@@ -83,32 +112,40 @@ func latest(ts ...time.Time) time.Time {
 	return t
 }
 
-// reachable notes that a fault which cut the relay off has ended.
-func (m *monitor) reachable(at time.Time) {
+// reachable notes that a fault which cut the relay off on the given paths
+// has ended.
+func (m *monitor) reachable(at time.Time, paths ...int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.reachableAt = at
+	for _, p := range paths {
+		m.reachableAt[p] = at
+	}
 }
 
-// upSignal is closed once the tunnel is AUTHENTICATED.
+// upSignal is closed once every connection is AUTHENTICATED.
 func (m *monitor) upSignal() <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.up
 }
 
-func (m *monitor) current() messages.State {
+// current is the connections' states, separated by slashes.
+func (m *monitor) current() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.state
+	states := make([]string, len(m.conns))
+	for i, c := range m.conns {
+		states[i] = c.state.String()
+	}
+	return strings.Join(states, "/")
 }
 
-// authenticatedAt says whether the tunnel was AUTHENTICATED at t.
-func (m *monitor) authenticatedAt(t time.Time) bool {
+// authenticatedAt says whether connection conn was AUTHENTICATED at t.
+func (m *monitor) authenticatedAt(conn int, t time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	state := messages.Disconnected
-	for _, c := range m.changes {
+	for _, c := range m.conns[conn].changes {
 		if c.at.After(t) {
 			break
 		}
@@ -192,8 +229,12 @@ type snapshot struct {
 func (m *monitor) snapshot() snapshot {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	reconnects := 0
+	for _, c := range m.conns {
+		reconnects += max(0, c.authenticated-1)
+	}
 	return snapshot{
-		reconnects:  max(0, m.authenticated-1),
+		reconnects:  reconnects,
 		stales:      len(m.stales),
 		recoveries:  append([]time.Duration(nil), m.recoveries...),
 		actorPanics: append([]string(nil), m.actorPanics...),

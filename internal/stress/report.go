@@ -32,6 +32,7 @@ type Report struct {
 	ElapsedSeconds           float64 `json:"elapsed_seconds"` // load and faults, to the last request counted
 	Seed                     int64   `json:"seed"`
 	Concurrency              int     `json:"concurrency"`
+	Connections              int     `json:"connections"` // each on a path of its own
 	HeartbeatIntervalSeconds float64 `json:"heartbeat_interval_seconds"`
 	HeartbeatTimeoutSeconds  float64 `json:"heartbeat_timeout_seconds"`
 	RetryDelaySeconds        float64 `json:"retry_delay_seconds"`
@@ -41,6 +42,9 @@ type Report struct {
 	RequestsOK             int `json:"requests_ok"`
 	RequestsFailedExplicit int `json:"requests_failed_explicit"` // 502/503/504 with the relay's JSON error, or aborted mid-stream
 	RequestsLost           int `json:"requests_lost"`            // no answer, a hang, a truncated or corrupt body, an unexpected status
+	// RequestsOKPercent is ok / sent: with several connections, how much of
+	// the load one path that works carries through the faults of another.
+	RequestsOKPercent float64 `json:"requests_ok_percent"`
 	// RequestsAbortedMidstream are the explicit failures whose 200 was
 	// already out when the tunnel went: the relay cut the public connection.
 	RequestsAbortedMidstream int            `json:"requests_aborted_midstream"`
@@ -48,7 +52,8 @@ type Report struct {
 	LostBy                   map[string]int `json:"lost_by"`
 	LostExamples             []string       `json:"lost_examples"`
 
-	Faults          map[string]int `json:"faults"` // injected, by kind
+	Faults          map[string]int `json:"faults"`      // injected, by kind
+	PathFaults      []int          `json:"path_faults"` // injected on each path; a relay restart is on none alone
 	Reconnects      int            `json:"reconnects"`
 	FailureTypes    map[string]int `json:"failure_types"` // the tunnel's own count
 	StaleDetections int            `json:"stale_detections"`
@@ -88,8 +93,8 @@ type Report struct {
 //   - no request lost (and sent = ok + failed + lost);
 //   - every blackhole caught within the heartbeat timeout plus one interval;
 //   - every reconnect within RetryDelay + 1 s of the relay being reachable
-//     again (of the breaker's trial while it was open), and the tunnel up
-//     at the end;
+//     again on the connection's path (of the breaker's trial while it was
+//     open), and every connection up at the end;
 //   - at most 5 goroutines more at the end than at the start;
 //   - the heap at most 8 MiB above its start, at the end and between the
 //     idle moments before and after the load.
@@ -120,7 +125,11 @@ func (r *Report) Check() []string {
 		add("%s", s)
 	}
 	if !r.UpAtEnd {
-		add("tunnel not AUTHENTICATED after the last fault was lifted")
+		if r.Connections > 1 {
+			add("not every connection AUTHENTICATED after the last fault was lifted")
+		} else {
+			add("tunnel not AUTHENTICATED after the last fault was lifted")
+		}
 	}
 	if r.GoroutinesEnd > r.GoroutinesStart+goroutineAllowance {
 		add("goroutines: %d at the end, %d at the start, want at most %d more", r.GoroutinesEnd, r.GoroutinesStart, goroutineAllowance)
@@ -160,19 +169,36 @@ func counts(m map[string]int) string {
 	return strings.Join(parts, ", ")
 }
 
+// byPath spells per-path counts as "0: 7, 1: 6".
+func byPath(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = fmt.Sprintf("%d: %d", i, n)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // WriteSummary writes the report for a reader, one figure a line.
 func (r *Report) WriteSummary(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
-	p("tunnel stress: failures=%s, %.0fs (ran %.1fs), seed %d, %d clients", r.Failures, r.DurationSeconds, r.ElapsedSeconds, r.Seed, r.Concurrency)
+	p("tunnel stress: failures=%s, %.0fs (ran %.1fs), seed %d, %d clients, connections %d", r.Failures, r.DurationSeconds,
+		r.ElapsedSeconds, r.Seed, r.Concurrency, r.Connections)
 	p("  heartbeat every %.2fs, stale after %.2fs, retry after %.2fs", r.HeartbeatIntervalSeconds, r.HeartbeatTimeoutSeconds, r.RetryDelaySeconds)
-	p("requests     sent %d: ok %d, failed explicitly %d (%s), lost %d (%s)", r.RequestsSent, r.RequestsOK,
+	ok := fmt.Sprint(r.RequestsOK)
+	if r.Connections > 1 {
+		ok += fmt.Sprintf(" (%.1f%%)", r.RequestsOKPercent)
+	}
+	p("requests     sent %d: ok %s, failed explicitly %d (%s), lost %d (%s)", r.RequestsSent, ok,
 		r.RequestsFailedExplicit, counts(r.FailedBy), r.RequestsLost, counts(r.LostBy))
 	for _, e := range r.LostExamples {
 		p("  lost: %s", e)
 	}
 	p("faults       %s", counts(r.Faults))
+	if r.Connections > 1 {
+		p("  by path    %s (a relay restart cuts them all)", byPath(r.PathFaults))
+	}
 	p("tunnel       %d reconnects, failures %s, %d stale connections, breaker opened %d times, up at the end: %v",
 		r.Reconnects, counts(r.FailureTypes), r.StaleDetections, r.BreakerOpenings, r.UpAtEnd)
 	p("blackholes   %d while up, caught after at most %.3fs (bound %.2fs): %s", r.Blackholes, r.MaxDetectionSeconds,

@@ -25,7 +25,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/internal/ttsdemo"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
-	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
+	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
 )
 
 const (
@@ -54,7 +54,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep := &Report{
 		Failures: cfg.Failures, DurationSeconds: cfg.Duration.Seconds(), Seed: cfg.Seed, Concurrency: cfg.Concurrency,
 		HeartbeatTimeoutSeconds: cfg.HeartbeatTimeout.Seconds(), HeartbeatIntervalSeconds: cfg.HeartbeatInterval.Seconds(),
-		RetryDelaySeconds: cfg.RetryDelay.Seconds(),
+		RetryDelaySeconds: cfg.RetryDelay.Seconds(), Connections: cfg.Connections,
 	}
 	rep.GoroutinesStart, rep.HeapStartBytes = measure()
 
@@ -71,7 +71,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		fn()
 	}
 
-	mon := newMonitor()
+	mon := newMonitor(cfg.Connections)
 	w, err := startWorld(cfg, mon, guard)
 	if err != nil {
 		return nil, err
@@ -98,9 +98,8 @@ type world struct {
 	upstream *http.Server
 	served   chan error
 	relay    *relayHost
-	proxy    *faultproxy.Proxy
-	fw       *forward.Forwarder
-	tunnel   *supervisor.Tunnel
+	proxies  []*faultproxy.Proxy // one per connection, each in front of the relay
+	agent    *agent.Agent        // the supervisor, as tunnel-supervisor runs it
 	mon      *monitor
 	client   *http.Client
 }
@@ -146,14 +145,17 @@ func startWorld(cfg Config, mon *monitor, guard func(string, func())) (w *world,
 		return w, err
 	}
 
-	if w.proxy, err = faultproxy.Start(w.relay.addr()); err != nil {
-		return w, err
+	acfg := agent.DefaultConfig()
+	scfg := &acfg.Tunnel
+	for range cfg.Connections {
+		proxy, err := faultproxy.Start(w.relay.addr())
+		if err != nil {
+			return w, err
+		}
+		w.proxies = append(w.proxies, proxy)
+		scfg.RelayURLs = append(scfg.RelayURLs, "ws://"+proxy.Addr().String()+"/tunnel")
 	}
-	if w.fw, err = forward.New(forward.Config{Upstream: "http://" + ln.Addr().String()}); err != nil {
-		return w, err
-	}
-	scfg := supervisor.DefaultConfig()
-	scfg.RelayURL = "ws://" + w.proxy.Addr().String() + "/tunnel"
+	scfg.Connections = cfg.Connections
 	scfg.APIKey = key
 	scfg.HeartbeatInterval = cfg.HeartbeatInterval
 	scfg.HeartbeatTimeout = cfg.HeartbeatTimeout
@@ -162,14 +164,16 @@ func startWorld(cfg Config, mon *monitor, guard func(string, func())) (w *world,
 	scfg.BreakerRecovery = cfg.BreakerRecovery
 	scfg.ConnectTimeout = cfg.ConnectTimeout
 	scfg.CloseTimeout = time.Second
-	// Debug: protoactor reports a failing actor at that level.
-	scfg.Logger = newLogger(cfg.Logger, logrus.DebugLevel, mon)
 	scfg.OnStateChange = func(s messages.StateChanged) { guard("OnStateChange", func() { mon.stateChanged(s) }) }
-	fw := w.fw
-	scfg.OnMessage = func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {
-		guard("OnMessage", func() { fw.Handle(ctx, t, msg) })
+	acfg.Forward = "http://" + ln.Addr().String()
+	// Debug: protoactor reports a failing actor at that level.
+	acfg.Logger = newLogger(cfg.Logger, logrus.DebugLevel, mon)
+	acfg.WrapHandler = func(next supervisor.Handler) supervisor.Handler {
+		return func(ctx context.Context, t *supervisor.Tunnel, msg *messages.TunnelMessage) {
+			guard("OnMessage", func() { next(ctx, t, msg) })
+		}
 	}
-	if w.tunnel, err = supervisor.Start(nil, scfg); err != nil {
+	if w.agent, err = agent.Start(acfg); err != nil {
 		return w, err
 	}
 
@@ -201,7 +205,8 @@ func (w *world) exercise(ctx context.Context, cfg Config, rep *Report, guard fun
 	ld := &load{client: w.client, base: "http://" + w.relay.addr(), gate: gate, tally: tl, stop: make(chan struct{})}
 	ld.start(cfg.Seed, cfg.Concurrency, guard)
 
-	in := &injector{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 1<<32)), proxy: w.proxy, relay: w.relay, mon: w.mon, gate: gate, trace: cfg.Progress, began: began}
+	in := &injector{cfg: cfg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 1<<32)), proxies: w.proxies, relay: w.relay, mon: w.mon,
+		gate: gate, trace: cfg.Progress, began: began, pathCounts: make([]int, len(w.proxies))}
 	injected := make(chan error, 1)
 	go func() {
 		var err error
@@ -236,10 +241,14 @@ func (w *world) exercise(ctx context.Context, cfg Config, rep *Report, guard fun
 	rep.RequestsSent, rep.RequestsOK = tl.sent, tl.ok
 	rep.RequestsFailedExplicit, rep.RequestsLost = tl.failed, tl.lost
 	rep.RequestsAbortedMidstream = tl.failedBy["aborted_midstream"]
+	if tl.sent > 0 {
+		rep.RequestsOKPercent = 100 * float64(tl.ok) / float64(tl.sent)
+	}
 	rep.FailedBy, rep.LostBy, rep.LostExamples = tl.failedBy, tl.lostBy, tl.lostDetails
 	tl.mu.Unlock()
 
 	rep.Faults = in.faultCounts()
+	rep.PathFaults = in.faultsByPath()
 	in.mu.Lock()
 	rep.NotBack = in.notBack
 	for _, b := range in.blackholes {
@@ -256,7 +265,7 @@ func (w *world) exercise(ctx context.Context, cfg Config, rep *Report, guard fun
 	}
 	in.mu.Unlock()
 
-	st := w.tunnel.Status()
+	st := w.agent.Tunnel().Status()
 	rep.BreakerOpenings = st.CircuitBreaker.Openings
 	rep.FailureTypes = st.Health.FailureTypes
 	w.client.CloseIdleConnections()
@@ -286,8 +295,9 @@ func (w *world) progress(ctx context.Context, cfg Config, began time.Time, tl *t
 	}
 }
 
-// stop ends everything the world started, in order: the tunnel, the
-// forwarder's connections, the proxy, the relay, the upstream.
+// stop ends everything the world started, in order: the supervisor (its
+// drain finds nothing in flight: the load has ended), the proxies, the
+// relay, the upstream.
 func (w *world) stop(rep *Report) {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
@@ -296,17 +306,14 @@ func (w *world) stop(rep *Report) {
 			rep.StopErrors = append(rep.StopErrors, what+": "+err.Error())
 		}
 	}
-	if w.tunnel != nil {
-		note("tunnel", w.tunnel.Stop(ctx))
-	}
-	if w.fw != nil {
-		w.fw.Close()
+	if w.agent != nil {
+		note("supervisor", w.agent.Shutdown(ctx))
 	}
 	if w.client != nil {
 		w.client.CloseIdleConnections()
 	}
-	if w.proxy != nil {
-		note("fault proxy", w.proxy.Close())
+	for _, proxy := range w.proxies {
+		note("fault proxy", proxy.Close())
 	}
 	if w.relay != nil {
 		note("relay", w.relay.close())

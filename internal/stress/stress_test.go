@@ -2,10 +2,13 @@ package stress
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
 )
 
 func TestMain(m *testing.M) {
@@ -42,6 +45,110 @@ func TestShortHighRun(t *testing.T) {
 	}
 	if rep.Reconnects == 0 || len(rep.StopErrors) > 0 {
 		t.Errorf("%d reconnects, stop errors %v; want reconnects and a clean stop", rep.Reconnects, rep.StopErrors)
+	}
+}
+
+// TestShortRunTwoConnections is a 12 s run at High with two connections,
+// each through its own fault proxy: faults hit one path at a time, so the
+// tunnel keeps a path that works, and no request is lost.
+func TestShortRunTwoConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 12 s run")
+	}
+	cfg := DefaultConfig()
+	cfg.Failures = High
+	cfg.Duration = 12 * time.Second
+	cfg.Seed = 4 // its first two faults hit the two paths
+	cfg.Connections = 2
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if rep.RequestsLost > 0 || rep.Panics > 0 || rep.GoroutinesEnd > rep.GoroutinesStart+goroutineAllowance || !rep.UpAtEnd {
+		t.Errorf("lost %d %v %v, panics %d %v, goroutines %d at the start and %d at the end, up at the end %v",
+			rep.RequestsLost, rep.LostBy, rep.LostExamples, rep.Panics, rep.ActorPanics, rep.GoroutinesStart, rep.GoroutinesEnd, rep.UpAtEnd)
+	}
+	if rep.Connections != 2 || len(rep.PathFaults) != 2 || rep.PathFaults[0] == 0 || rep.PathFaults[1] == 0 {
+		t.Errorf("%d connections, faults by path %v; want 2, and faults on each", rep.Connections, rep.PathFaults)
+	}
+	if rep.RequestsSent != rep.RequestsOK+rep.RequestsFailedExplicit+rep.RequestsLost || rep.RequestsOK == 0 ||
+		rep.RequestsOKPercent != 100*float64(rep.RequestsOK)/float64(rep.RequestsSent) {
+		t.Errorf("sent %d, ok %d (%.1f%%), failed %d, lost %d", rep.RequestsSent, rep.RequestsOK, rep.RequestsOKPercent,
+			rep.RequestsFailedExplicit, rep.RequestsLost)
+	}
+	if len(rep.StopErrors) > 0 {
+		t.Errorf("stop errors %v", rep.StopErrors)
+	}
+}
+
+// The monitor follows each connection: the tunnel counts as back only when
+// every connection is, and a connection's recovery is measured from the end
+// of the fault on its own path.
+func TestMonitorFollowsEachConnection(t *testing.T) {
+	m := newMonitor(2)
+	t0 := time.Now()
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	change := func(conn int, s messages.State, d time.Duration) {
+		m.stateChanged(messages.StateChanged{Connection: conn, State: s, At: at(d)})
+	}
+	isUp := func() bool {
+		select {
+		case <-m.upSignal():
+			return true
+		default:
+			return false
+		}
+	}
+	change(0, messages.Authenticated, 0)
+	if isUp() {
+		t.Fatal("up with one connection of two")
+	}
+	change(1, messages.Authenticated, time.Second)
+	if !isUp() {
+		t.Fatal("not up with both connections")
+	}
+	// Path 1 is cut off from 2 s to 5 s; connection 1 is back at 5.5 s.
+	change(1, messages.Connecting, 2*time.Second)
+	if isUp() {
+		t.Fatal("up while connection 1 is down")
+	}
+	m.reachable(at(5*time.Second), 1)
+	m.reachable(at(9*time.Second), 0) // another path's fault: not connection 1's business
+	change(1, messages.Authenticated, 5500*time.Millisecond)
+	if !isUp() {
+		t.Fatal("not up once connection 1 is back")
+	}
+	snap := m.snapshot()
+	if snap.reconnects != 1 || len(snap.recoveries) != 1 || snap.recoveries[0] != 500*time.Millisecond {
+		t.Errorf("reconnects %d, recoveries %v; want 1 and [500ms]", snap.reconnects, snap.recoveries)
+	}
+	if !m.authenticatedAt(0, at(3*time.Second)) || m.authenticatedAt(1, at(3*time.Second)) {
+		t.Error("at 3 s connection 0 was up and connection 1 down")
+	}
+	if got := m.current(); got != "AUTHENTICATED/AUTHENTICATED" {
+		t.Errorf("current() = %q", got)
+	}
+}
+
+func TestSummaryWithTwoConnections(t *testing.T) {
+	r := Report{Connections: 2, RequestsSent: 200, RequestsOK: 199, RequestsFailedExplicit: 1, RequestsOKPercent: 99.5,
+		PathFaults: []int{4, 3}, UpAtEnd: true}
+	var b strings.Builder
+	r.WriteSummary(&b)
+	for _, want := range []string{", connections 2\n", "sent 200: ok 199 (99.5%), failed explicitly 1", "by path    0: 4, 1: 3"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	r.UpAtEnd = false
+	if v := r.Check(); len(v) != 1 || v[0] != "not every connection AUTHENTICATED after the last fault was lifted" {
+		t.Errorf("violations %q", v)
+	}
+	one := Report{Connections: 1, RequestsSent: 2, RequestsOK: 2, RequestsOKPercent: 100, UpAtEnd: true}
+	b.Reset()
+	one.WriteSummary(&b)
+	if strings.Contains(b.String(), "%") || strings.Contains(b.String(), "by path") {
+		t.Errorf("one connection's summary changed:\n%s", b.String())
 	}
 }
 

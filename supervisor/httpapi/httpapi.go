@@ -52,6 +52,8 @@ func NewHandler(cfg Config) http.Handler {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		// Connected is the aggregate: one AUTHENTICATED connection is enough
+		// for the relay to reach the upstream.
 		s := cfg.Status.Status()
 		h := Health{TunnelConnected: s.Connected, TunnelHealth: s.Health.SuccessRate, Status: "healthy"}
 		code := http.StatusOK

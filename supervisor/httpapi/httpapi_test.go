@@ -54,6 +54,23 @@ func connected() messages.Status {
 	}
 }
 
+// twoConnections is a tunnel whose connection 0 is up and connection 1
+// behind its open breaker.
+func twoConnections() messages.Status {
+	s := connected()
+	s.ReadyConnections = 1
+	s.Connections = []messages.ConnectionStatus{
+		{Index: 0, RelayURL: "wss://relay-a.example/tunnel", State: messages.Authenticated, Connected: true,
+			Health:         messages.Health{SuccessRate: 1, TotalAttempts: 1, Successes: 1, FailureTypes: map[string]int{"NETWORK_ERROR": 2}},
+			CircuitBreaker: messages.BreakerReport{State: messages.BreakerClosed}},
+		{Index: 1, RelayURL: "wss://relay-b.example/tunnel", State: messages.CircuitBreaker,
+			Health: messages.Health{TotalAttempts: 5, ConsecutiveFailures: 5,
+				FailureTypes: map[string]int{"CONNECTION_REFUSED": 4, "TIMEOUT": 1}},
+			CircuitBreaker: messages.BreakerReport{Active: true, State: messages.BreakerOpen, RecoveryIn: 120, Openings: 1}},
+	}
+	return s
+}
+
 func serve(t *testing.T, cfg Config) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(NewHandler(cfg))
@@ -88,6 +105,7 @@ func TestHealth(t *testing.T) {
 		{"reconnecting", messages.Status{State: messages.Connecting, Health: messages.Health{SuccessRate: 0.5}},
 			503, `{"tunnel_connected":false,"tunnel_health":0.5,"status":"degraded"}`},
 		{"breaker open", breaker, 503, `{"tunnel_connected":false,"tunnel_health":0,"status":"degraded"}`},
+		{"one of two connections up", twoConnections(), 200, `{"tunnel_connected":true,"tunnel_health":0.75,"status":"healthy"}`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,6 +232,51 @@ func TestMetrics(t *testing.T) {
 		if strings.Contains(body, "\n"+absent) {
 			t.Errorf("%q exported before it is known", absent)
 		}
+	}
+}
+
+// Each connection has its series, labelled with its index, besides the
+// tunnel's as a whole.
+func TestMetricsPerConnection(t *testing.T) {
+	srv := serve(t, Config{Status: &fakeStatus{s: twoConnections()}})
+	_, _, body := get(t, srv.URL+"/metrics")
+	for _, want := range []string{
+		`tunnel_connected 1`,
+		`tunnel_ready_connections 1`,
+		`tunnel_state{state="AUTHENTICATED"} 1`,
+		`tunnel_connection_state{connection="0",state="AUTHENTICATED"} 1`,
+		`tunnel_connection_state{connection="0",state="CIRCUIT_BREAKER"} 0`,
+		`tunnel_connection_state{connection="1",state="CIRCUIT_BREAKER"} 1`,
+		`tunnel_connection_state{connection="1",state="AUTHENTICATED"} 0`,
+		`tunnel_connection_connected{connection="0"} 1`,
+		`tunnel_connection_connected{connection="1"} 0`,
+		`tunnel_connection_failures_total{connection="0",type="NETWORK_ERROR"} 2`,
+		`tunnel_connection_failures_total{connection="0",type="TIMEOUT"} 0`,
+		`tunnel_connection_failures_total{connection="1",type="CONNECTION_REFUSED"} 4`,
+		`tunnel_connection_failures_total{connection="1",type="TIMEOUT"} 1`,
+		`tunnel_connection_failures_total{connection="1",type="AUTH_FAILURE"} 0`,
+		`tunnel_connection_consecutive_failures{connection="0"} 0`,
+		`tunnel_connection_consecutive_failures{connection="1"} 5`,
+		`tunnel_connection_breaker_state{connection="0",state="closed"} 1`,
+		`tunnel_connection_breaker_state{connection="1",state="open"} 1`,
+		`tunnel_connection_breaker_state{connection="1",state="half-open"} 0`,
+	} {
+		if !strings.Contains(body, "\n"+want+"\n") {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	if strings.Contains(body, "relay-a.example") {
+		t.Error("a relay URL is a label: every URL change would start new series")
+	}
+}
+
+// A status without connections (one connection's own) has no
+// per-connection series.
+func TestMetricsWithoutConnections(t *testing.T) {
+	srv := serve(t, Config{Status: &fakeStatus{s: connected()}})
+	_, _, body := get(t, srv.URL+"/metrics")
+	if strings.Contains(body, `{connection="`) || !strings.Contains(body, "\ntunnel_ready_connections 0\n") {
+		t.Errorf("GET /metrics:\n%s", body)
 	}
 }
 

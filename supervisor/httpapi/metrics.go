@@ -18,12 +18,18 @@ type tunnelCollector struct {
 	failures, drops, uptime, connectTime                 *prometheus.Desc
 	breakerState, breakerOpenings, breakerRecovery       *prometheus.Desc
 	heartbeatRTT, heartbeatRTTMean                       *prometheus.Desc
+
+	ready                                                   *prometheus.Desc
+	connState, connConnected, connFailures, connConsecutive *prometheus.Desc
+	connBreakerState                                        *prometheus.Desc
 }
 
-// NewTunnelCollector returns a Collector of the tunnel's status:
+// NewTunnelCollector returns a Collector of the tunnel's status. The
+// tunnel as a whole (its connections together, as Status aggregates them):
 //
-//	tunnel_state{state}                       1 for the current state, 0 for the others
-//	tunnel_connected                          1 when AUTHENTICATED
+//	tunnel_state{state}                       1 for the current state (the best connection's), 0 for the others
+//	tunnel_connected                          1 while at least one connection is AUTHENTICATED
+//	tunnel_ready_connections                  connections AUTHENTICATED
 //	tunnel_connection_attempts_total{result}  finished attempts, result "success" or "failure"
 //	tunnel_connection_success_ratio           successes / attempts
 //	tunnel_consecutive_failures
@@ -36,6 +42,15 @@ type tunnelCollector struct {
 //	tunnel_breaker_recovery_seconds           until the breaker's trial; 0 unless open
 //	tunnel_heartbeat_rtt_seconds              last heartbeat round trip (once known)
 //	tunnel_heartbeat_rtt_mean_seconds
+//
+// And each connection, labelled with its index (connection="0", "1", ...),
+// for every entry of Status.Connections:
+//
+//	tunnel_connection_state{connection,state}          1 for the connection's state, 0 for the others
+//	tunnel_connection_connected{connection}            1 when the connection is AUTHENTICATED
+//	tunnel_connection_failures_total{connection,type}  its failures by type (drops included), every type present
+//	tunnel_connection_consecutive_failures{connection} its failures since its last success
+//	tunnel_connection_breaker_state{connection,state}  1 for its breaker's state: closed, open or half-open
 func NewTunnelCollector(src StatusSource) prometheus.Collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(name, help, labels, nil)
@@ -56,6 +71,12 @@ func NewTunnelCollector(src StatusSource) prometheus.Collector {
 		breakerRecovery:  d("tunnel_breaker_recovery_seconds", "Time until the open breaker's trial attempt; 0 unless open."),
 		heartbeatRTT:     d("tunnel_heartbeat_rtt_seconds", "Round trip of the last heartbeat."),
 		heartbeatRTTMean: d("tunnel_heartbeat_rtt_mean_seconds", "Mean heartbeat round trip."),
+		ready:            d("tunnel_ready_connections", "Connections of the tunnel that are authenticated and usable."),
+		connState:        d("tunnel_connection_state", "Each connection's state: 1 for the current one.", "connection", "state"),
+		connConnected:    d("tunnel_connection_connected", "1 when the connection is authenticated and usable.", "connection"),
+		connFailures:     d("tunnel_connection_failures_total", "Each connection's failed attempts and drops by failure type.", "connection", "type"),
+		connConsecutive:  d("tunnel_connection_consecutive_failures", "Each connection's failures since its last success.", "connection"),
+		connBreakerState: d("tunnel_connection_breaker_state", "Each connection's circuit breaker state: 1 for the current one.", "connection", "state"),
 	}
 }
 
@@ -63,6 +84,7 @@ func (c *tunnelCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.state, c.connected, c.attempts, c.successRate, c.consecutive, c.failures, c.drops, c.uptime,
 		c.connectTime, c.breakerState, c.breakerOpenings, c.breakerRecovery, c.heartbeatRTT, c.heartbeatRTTMean,
+		c.ready, c.connState, c.connConnected, c.connFailures, c.connConsecutive, c.connBreakerState,
 	} {
 		ch <- d
 	}
@@ -82,6 +104,7 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.state, bool01(s.State == st), st.String())
 	}
 	gauge(c.connected, bool01(s.Connected))
+	gauge(c.ready, float64(s.ReadyConnections))
 
 	// A drop ends a connection, not an attempt: the failed attempts are the
 	// failures that were not drops.
@@ -101,7 +124,7 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.connectTime, *h.LastConnectTime)
 	}
 
-	for _, b := range []messages.BreakerState{messages.BreakerClosed, messages.BreakerOpen, messages.BreakerHalfOpen} {
+	for _, b := range breakerStates {
 		gauge(c.breakerState, bool01(s.CircuitBreaker.State == b), b.String())
 	}
 	counter(c.breakerOpenings, s.CircuitBreaker.Openings)
@@ -111,7 +134,25 @@ func (c *tunnelCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.heartbeatRTT, *h.LastHeartbeatRTT)
 	}
 	gauge(c.heartbeatRTTMean, h.MeanHeartbeatRTT)
+
+	for _, conn := range s.Connections {
+		i := strconv.Itoa(conn.Index)
+		for st := messages.Disconnected; st <= messages.CircuitBreaker; st++ {
+			gauge(c.connState, bool01(conn.State == st), i, st.String())
+		}
+		gauge(c.connConnected, bool01(conn.Connected), i)
+		for _, ft := range messages.FailureTypes {
+			counter(c.connFailures, conn.Health.FailureTypes[ft.String()], i, ft.String())
+		}
+		gauge(c.connConsecutive, float64(conn.Health.ConsecutiveFailures), i)
+		for _, b := range breakerStates {
+			gauge(c.connBreakerState, bool01(conn.CircuitBreaker.State == b), i, b.String())
+		}
+	}
 }
+
+// breakerStates are the states a breaker metric has a series for.
+var breakerStates = []messages.BreakerState{messages.BreakerClosed, messages.BreakerOpen, messages.BreakerHalfOpen}
 
 func bool01(b bool) float64 {
 	if b {

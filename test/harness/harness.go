@@ -14,6 +14,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
+	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
 	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
 )
 
@@ -92,6 +93,29 @@ func StartTunnel(t testing.TB, cfg supervisor.Config) (*supervisor.Tunnel, *Stat
 		}
 	})
 	return tn, states
+}
+
+// StartAgent starts the standalone agent (supervisor/agent: tunnel,
+// forwarder, HTTP endpoints) with cfg, recording every state change its
+// tunnel reports (cfg.Tunnel.OnStateChange is replaced), and shuts it down
+// when the test ends, draining for at most StopTimeout. Shutdown is
+// idempotent: the test may shut the agent down earlier.
+func StartAgent(t testing.TB, cfg agent.Config) (*agent.Agent, *States) {
+	t.Helper()
+	states := &States{}
+	cfg.Tunnel.OnStateChange = states.Record
+	a, err := agent.Start(cfg)
+	if err != nil {
+		t.Fatalf("agent.Start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), StopTimeout)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			t.Errorf("agent Shutdown: %v", err)
+		}
+	})
+	return a, states
 }
 
 // States records the state changes a tunnel reports, in order; safe for
