@@ -214,13 +214,14 @@ func (c Config) Validate() error {
 	if len(c.URLs()) == 0 {
 		return bad("RelayURL is empty")
 	}
-	for _, raw := range c.URLs() {
+	for i, raw := range c.URLs() {
 		u, err := url.Parse(raw)
 		switch {
 		case raw == "":
 			return bad("RelayURLs has an empty URL")
 		case err != nil:
-			return bad("relay URL: %v", err)
+			// url.Parse's error quotes the URL, password and all.
+			return bad("relay URL %d does not parse as a URL", i)
 		case u.Scheme != "ws" && u.Scheme != "wss":
 			return bad("relay URL must be ws:// or wss://, got %q", u.Scheme)
 		case u.Host == "":

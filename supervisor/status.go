@@ -34,9 +34,9 @@ var breakerRank = map[messages.BreakerState]int{
 //   - the health counters (attempts, successes, consecutive failures,
 //     drops, failure types) are sums, success_rate is their ratio, the means
 //     are weighted by the samples behind them, time_since_last_success and
-//     uptime come from the connection that is best off, the last error and
-//     the last connect time and round trip from the connection that changed
-//     most recently; recent_transitions merges every connection's, newest
+//     uptime come from the connection that is best off, the last error from
+//     the connection that failed most recently, the last connect time and
+//     round trip from the connection that changed most recently; recent_transitions merges every connection's, newest
 //     last, each naming its connection;
 //   - circuit_breaker shows the most severe breaker (with the nearest
 //     recovery among the open ones) and the openings of all.
@@ -50,12 +50,22 @@ func aggregate(cfg Config, each []Status) Status {
 	s := Status{State: messages.CircuitBreaker, Tunnel: cfg.Tunnel, Health: messages.Health{FailureTypes: map[string]int{}, Transitions: []messages.Transition{}}}
 	h := &s.Health
 	var connected, connectTimes, rtts float64
-	var latest *Status
+	var latest, failedLast *Status
 	newest := func(c *Status) (at int64) {
 		if n := len(c.Health.Transitions); n > 0 {
 			return c.Health.Transitions[n-1].At.UnixNano()
 		}
 		return 0
+	}
+	// lastFailure is when c last went down; a connection's ledger keeps only
+	// its last error, so the tunnel's is the one that failed last.
+	lastFailure := func(c *Status) (at int64) {
+		for _, tr := range c.Health.Transitions {
+			if tr.To == messages.Disconnected || tr.To == messages.CircuitBreaker {
+				at = tr.At.UnixNano()
+			}
+		}
+		return at
 	}
 	for i := range each {
 		c := &each[i]
@@ -90,6 +100,9 @@ func aggregate(cfg Config, each []Status) Status {
 		if latest == nil || newest(c) > newest(latest) {
 			latest = c
 		}
+		if c.Health.LastFailureType != "" && (failedLast == nil || lastFailure(c) > lastFailure(failedLast)) {
+			failedLast = c
+		}
 
 		cb := c.CircuitBreaker
 		s.CircuitBreaker.Openings += cb.Openings
@@ -111,8 +124,10 @@ func aggregate(cfg Config, each []Status) Status {
 	if h.MeanHeartbeatRTT > 0 {
 		h.MeanHeartbeatRTT = rtts / h.MeanHeartbeatRTT
 	}
+	if failedLast != nil {
+		h.LastError, h.LastFailureType = failedLast.Health.LastError, failedLast.Health.LastFailureType
+	}
 	if latest != nil {
-		h.LastError, h.LastFailureType = latest.Health.LastError, latest.Health.LastFailureType
 		h.LastConnectTime, h.LastHeartbeatRTT = latest.Health.LastConnectTime, latest.Health.LastHeartbeatRTT
 	}
 	slices.SortStableFunc(h.Transitions, func(a, b messages.Transition) int { return a.At.Compare(b.At) })
