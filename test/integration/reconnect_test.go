@@ -2,12 +2,10 @@ package integration
 
 import (
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -217,38 +215,4 @@ func TestAbsentRelayOpensTheBreakerWhichTriesOncePerRecovery(t *testing.T) {
 // named answers every request with its name.
 func named(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) })
-}
-
-func TestSecondSupervisorTakesTheTunnelOver(t *testing.T) {
-	w := newWorld(t)
-	r := w.startRelay("127.0.0.1:0", nil)
-	up1 := w.startUpstream(named("first"))
-	up2 := w.startUpstream(named("second"))
-	first := w.startTunnel(harness.TunnelURL(r), up1.URL, func(c *supervisor.Config) {
-		// Long, so that the first does not take the tunnel back during the test.
-		c.RetryDelay = time.Minute
-	})
-	w.waitConnected(first, r)
-	if code, body := w.get(publicURL(r, "/who")); code != http.StatusOK || string(body) != "first" {
-		t.Fatalf("before the takeover: %d %q, want 200 first", code, body)
-	}
-
-	second := w.startTunnel(harness.TunnelURL(r), up2.URL, nil)
-	second.waitState(t, messages.Authenticated)
-	harness.Eventually(t, patience, "the first supervisor to lose its connection", func() bool {
-		return first.Status().Health.Drops == 1
-	})
-	if st := first.Status(); st.State != messages.Disconnected || st.Health.FailureTypes[messages.NetworkError.String()] != 1 ||
-		!strings.Contains(st.Health.LastError, "replaced by a newer session") {
-		t.Errorf("first supervisor: state %s, failure types %v, last error %q; want DISCONNECTED after a NETWORK_ERROR, the relay's close",
-			st.State, st.Health.FailureTypes, st.Health.LastError)
-	}
-	for i := range 10 {
-		if code, body := w.get(publicURL(r, fmt.Sprintf("/who?i=%d", i))); code != http.StatusOK || string(body) != "second" {
-			t.Errorf("request %d after the takeover: %d %q, want 200 second", i, code, body)
-		}
-	}
-	if st := second.Status(); !st.Connected || st.Health.Drops != 0 {
-		t.Errorf("second supervisor: state %s, %d drops; want connected throughout", st.State, st.Health.Drops)
-	}
 }
