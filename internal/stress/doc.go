@@ -23,9 +23,9 @@
 // each on a path of its own: its own fault proxy in front of the same
 // relay. Each fault then hits one path, drawn by the seed, and the next
 // waits until every connection is back, so the tunnel always has a path
-// that works; only the relay's restart cuts every path, since they all end
-// at that relay. The report then gives the share of requests answered ok,
-// which is what the other path buys.
+// that works. The relay's restart is left out then: it would cut every path
+// at once, since they all end at that relay. The report then gives the
+// share of requests answered ok, which is what the other path buys.
 //
 // At the end the fault in progress is lifted, the load stops, and every
 // request in flight is waited for before counting, so that

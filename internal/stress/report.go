@@ -197,7 +197,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	p("faults       %s", counts(r.Faults))
 	if r.Connections > 1 {
-		p("  by path    %s (a relay restart cuts them all)", byPath(r.PathFaults))
+		p("  by path    %s (no relay restart: it would cut every path)", byPath(r.PathFaults))
 	}
 	p("tunnel       %d reconnects, failures %s, %d stale connections, breaker opened %d times, up at the end: %v",
 		r.Reconnects, counts(r.FailureTypes), r.StaleDetections, r.BreakerOpenings, r.UpAtEnd)
