@@ -205,6 +205,19 @@ func (w *SendWindow) Grant(n int64) {
 	w.changed = make(chan struct{})
 }
 
+// Reset sets the credit to n: the receiver's own count, sent on a
+// stream_resume, replaces the sender's.
+func (w *SendWindow) Reset(n int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return
+	}
+	w.credit = max(n, 0)
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
 // Close fails every waiting and later Acquire with err (io.ErrClosedPipe if
 // err is nil): the stream was aborted or the tunnel lost. Only the first
 // Close counts.
@@ -237,6 +250,7 @@ type StreamReader struct {
 	drained int64     // bytes read but not yet granted back
 	end     error     // io.EOF after Finish, the failure after Fail
 	closed  bool
+	pushed  int64 // body bytes pushed so far, for a resume's offset
 	grant   func(n int64)
 	budget  *Budget // shared with other readers; nil: none
 }
@@ -273,6 +287,7 @@ func (r *StreamReader) Push(chunk []byte) error {
 		return fmt.Errorf("%w: %d byte chunk with %d bytes of credit", ErrWindowExceeded, len(chunk), r.credit)
 	}
 	r.credit -= int64(len(chunk))
+	r.pushed += int64(len(chunk))
 	r.chunks = append(r.chunks, bytes.Clone(chunk))
 	r.arrived.Signal()
 	var victim *StreamReader
@@ -305,6 +320,18 @@ func (r *StreamReader) abort(err error) {
 	r.chunks = nil
 	r.budget.forget(r)
 	r.arrived.Broadcast()
+}
+
+// Rebind hands the stream to another sender connection (stream_resume):
+// from now on window_updates go through grant. It returns the body bytes
+// pushed so far, where the sender must go on from, and the credit the
+// sender has from there, every grant made so far counted (some may have
+// been lost with the old connection).
+func (r *StreamReader) Rebind(grant func(n int64)) (offset, credit int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.grant = grant
+	return r.pushed, r.credit
 }
 
 // Finish marks the end of the stream (stream_end): Read returns io.EOF once
@@ -367,6 +394,7 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 		r.budget.release(r, int64(n))
 	}
 	var grant int64
+	send := r.grant
 	if r.end == nil && r.drained >= r.batch {
 		// Count the credit before the window_update leaves, so that chunks
 		// sent in answer to it are never taken for excess.
@@ -375,7 +403,7 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 	}
 	r.mu.Unlock()
 	if grant > 0 {
-		r.grant(grant)
+		send(grant)
 	}
 	return n, nil
 }

@@ -24,6 +24,9 @@ const (
 	TypeStreamEnd    = "stream_end"
 	TypeStreamError  = "stream_error"
 	TypeWindowUpdate = "window_update"
+	// TypeStreamResume moves a response stream cut by a lost connection to
+	// another connection of the same supervisor (see Frame.Resume).
+	TypeStreamResume = "stream_resume"
 )
 
 // WebSocket close codes the protocol gives a meaning to.
@@ -71,8 +74,15 @@ type Frame struct {
 	// Instance and Index, in auth, name the supervisor process (random per
 	// process) and which of its connections this is: the relay replaces a
 	// session with the same pair and keeps a session of any other beside it.
-	Instance  string              `json:"instance,omitempty"`
-	Index     int                 `json:"index,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	Index    int    `json:"index,omitempty"`
+	// Resume, in auth, says the supervisor can move its response streams
+	// to another of its connections when one is lost (stream_resume); in
+	// auth_ok, that the relay keeps such streams open for it meanwhile.
+	Resume bool `json:"resume,omitempty"`
+	// Offset, in the relay's stream_resume, is how many body bytes of the
+	// stream it has: the supervisor sends again from there.
+	Offset    int64               `json:"offset,omitempty"`
 	Timestamp int64               `json:"timestamp,omitempty"`
 	Method    string              `json:"method,omitempty"`
 	Path      string              `json:"path,omitempty"`
@@ -106,7 +116,7 @@ func Known(t string) bool {
 	switch t {
 	case TypeAuth, TypeAuthOK, TypeAuthError, TypeHeartbeat, TypeHeartbeatAck,
 		TypeRequest, TypeResponse, TypeError, TypeCancel,
-		TypeStreamEnd, TypeStreamError, TypeWindowUpdate:
+		TypeStreamEnd, TypeStreamError, TypeWindowUpdate, TypeStreamResume:
 		return true
 	}
 	return false
@@ -164,6 +174,8 @@ func Decode(data []byte) (*Frame, error) {
 		{"session_id", &f.SessionID},
 		{"instance", &f.Instance},
 		{"index", &f.Index},
+		{"resume", &f.Resume},
+		{"offset", &f.Offset},
 		{"timestamp", &f.Timestamp},
 		{"method", &f.Method},
 		{"path", &f.Path},
