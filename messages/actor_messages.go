@@ -20,6 +20,9 @@ type StateChanged struct {
 	// the relay's session id and the time from dial to auth_ok.
 	SessionID   string
 	ConnectTime time.Duration
+	// Resume is set when the relay's auth_ok said it keeps this session's
+	// response streams open for a stream_resume should the session be lost.
+	Resume bool
 }
 
 // SendHeartbeat asks the connection to write a heartbeat frame with these

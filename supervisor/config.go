@@ -34,6 +34,9 @@ const (
 	DefaultCloseTimeout       = 10 * time.Second
 	DefaultWriteTimeout       = 10 * time.Second
 	DefaultClient             = "tunnel-supervisor/0.1"
+	// DefaultResumeTimeout bounds the move of a cut response stream to
+	// another connection: the relay keeps a cut stream 15 s by default.
+	DefaultResumeTimeout = 15 * time.Second
 	// DefaultConnections is how many connections a tunnel keeps: two, so
 	// that one path's failure leaves the other serving.
 	DefaultConnections = 2
@@ -87,9 +90,16 @@ type Config struct {
 	// lost before the answer and the request is idempotent (GET, HEAD,
 	// OPTIONS, PUT, DELETE) with an inline body; default true.
 	RetryIdempotent bool
-	APIKey          string // the key the relay knows this tunnel by; never logged
-	Tunnel          string // tunnel name sent in auth; default "default"
-	Client          string // name/version sent in auth; default DefaultClient
+	// ResumeStreams moves a response body being streamed to another
+	// connection when its own is lost, where the relay allows it (auth's
+	// resume); default true.
+	ResumeStreams bool
+	// ResumeTimeout bounds the wait for another connection to take such a
+	// stream over; default 15 s, the relay's default hold of a cut stream.
+	ResumeTimeout time.Duration
+	APIKey        string // the key the relay knows this tunnel by; never logged
+	Tunnel        string // tunnel name sent in auth; default "default"
+	Client        string // name/version sent in auth; default DefaultClient
 
 	HeartbeatInterval time.Duration // default 15 s
 	HeartbeatTimeout  time.Duration // no ack for this long: stale, NETWORK_ERROR; default 30 s
@@ -136,6 +146,8 @@ func DefaultConfig() Config {
 		Client:             DefaultClient,
 		Connections:        DefaultConnections,
 		RetryIdempotent:    true,
+		ResumeStreams:      true,
+		ResumeTimeout:      DefaultResumeTimeout,
 		HeartbeatInterval:  DefaultHeartbeatInterval,
 		HeartbeatTimeout:   DefaultHeartbeatTimeout,
 		ConnectTimeout:     DefaultConnectTimeout,
@@ -262,6 +274,7 @@ func (c Config) Validate() error {
 		{"ReconnectBaseDelay", c.ReconnectBaseDelay}, {"ReconnectMaxDelay", c.ReconnectMaxDelay},
 		{"PingInterval", c.PingInterval}, {"PongTimeout", c.PongTimeout},
 		{"WriteTimeout", c.WriteTimeout}, {"CloseTimeout", c.CloseTimeout},
+		{"ResumeTimeout", c.ResumeTimeout},
 	} {
 		if d.v <= 0 {
 			return bad("%s must be positive, got %v", d.name, d.v)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -39,7 +40,7 @@ func newPair(t *testing.T, mutate func(*supervisor.Config), before func(*pair)) 
 	p := &pair{t: t, states: make(chan messages.StateChanged, 1024)}
 	for i := range p.nets {
 		p.nets[i] = pipenet.New()
-		p.stubs[i] = relaystub.New(p.nets[i].Listener(), relaystub.Options{APIKey: stubKey})
+		p.stubs[i] = relaystub.New(p.nets[i].Listener(), relaystub.Options{APIKey: stubKey, Resume: true})
 	}
 	if before != nil {
 		before(p)
@@ -442,4 +443,87 @@ func TestSpawnUnderMakesTheTunnelTheHostsChild(t *testing.T) {
 		system.Shutdown()
 		time.Sleep(time.Second) // fake time: lets protoactor's dead-letter throttle run out
 	})
+}
+
+// chunksOf drains what the stub received so far: the body bytes of stream
+// id, and whether its stream_end came.
+func chunksOf(s *relaystub.Stub, id string) (body []byte, ended bool) {
+	for {
+		select {
+		case rec := <-s.Frames():
+			switch {
+			case rec.Binary:
+				if gotID, data, err := wire.DecodeChunk(rec.Data); err == nil && gotID == id {
+					body = append(body, data...)
+				}
+			case rec.Frame != nil && rec.Frame.Type == wire.TypeStreamEnd && rec.Frame.MessageID == id:
+				ended = true
+			}
+		default:
+			return body, ended
+		}
+	}
+}
+
+// A response body being streamed when its connection is lost goes on over
+// the other connection: the supervisor asks with stream_resume, the relay
+// answers with the bytes it has, and the supervisor sends the rest from
+// there, the bytes the lost connection may have dropped included. A relay
+// that cannot resume it fails the handler's Send.
+func TestResponseStreamMovesToTheOtherConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse bool
+	}{{"resumed", false}, {"refused", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				body, write := io.Pipe()
+				sent := make(chan error, 1)
+				p := newPair(t, func(c *supervisor.Config) {
+					c.OnMessage = func(ctx context.Context, tun *supervisor.Tunnel, msg *messages.TunnelMessage) {
+						// As an upstream request does, the body fails when
+						// the handler's context ends.
+						context.AfterFunc(ctx, func() { _ = write.CloseWithError(ctx.Err()) })
+						sent <- tun.Send(ctx, &messages.TunnelMessage{Type: messages.TypeResponse, MessageID: msg.MessageID, Status: 200, BodyStream: body})
+					}
+				}, nil)
+				p.bothUp()
+				_ = p.stubs[0].Send(&wire.Frame{Type: wire.TypeRequest, MessageID: "speech", Method: "POST", Path: "/v1/tts"})
+				nextFrame(t, p.stubs[0], wire.TypeResponse)
+				_, _ = write.Write([]byte("first part|"))
+				synctest.Wait()
+				got, _ := chunksOf(p.stubs[0], "speech")
+				if string(got) != "first part|" {
+					t.Fatalf("relay A got %q", got)
+				}
+
+				p.stubs[0].SetMode(relaystub.HTTPStatus)
+				p.stubs[0].SetHTTPStatus(503)
+				p.stubs[0].DropAll()
+				ask := nextFrame(t, p.stubs[1], wire.TypeStreamResume)
+				if ask.MessageID != "speech" {
+					t.Fatalf("stream_resume for %q", ask.MessageID)
+				}
+				if tc.refuse {
+					_ = p.stubs[1].Send(&wire.Frame{Type: wire.TypeError, MessageID: "speech", Error: "stream cannot be resumed"})
+					if err := <-sent; !errors.Is(err, messages.ErrConnectionLost) {
+						t.Fatalf("Send after a refused resume: %v, want ErrConnectionLost", err)
+					}
+					return
+				}
+				// The relay has all but the last 5 bytes: those come again.
+				_ = p.stubs[1].Send(&wire.Frame{Type: wire.TypeStreamResume, MessageID: "speech", Offset: int64(len("first ")), Bytes: 1 << 20})
+				_, _ = write.Write([]byte("second part"))
+				_ = write.Close()
+				if err := <-sent; err != nil {
+					t.Fatalf("Send of the moved stream: %v", err)
+				}
+				synctest.Wait()
+				rest, ended := chunksOf(p.stubs[1], "speech")
+				if string(rest) != "part|second part" || !ended {
+					t.Fatalf("relay B got %q (ended %v), want the rest from the offset and the stream's end", rest, ended)
+				}
+			})
+		})
+	}
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -31,7 +32,15 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 	switch f.Type {
 	case wire.TypeRequest:
 		t.handle(t.messageOf(f, via), via)
-	case wire.TypeResponse, wire.TypeError:
+	case wire.TypeStreamResume:
+		if !t.resumed(f, via) {
+			t.reportUnknownStream(k, via)
+		}
+	case wire.TypeError:
+		if !t.resumed(f, via) {
+			t.answer(f, via)
+		}
+	case wire.TypeResponse:
 		t.answer(f, via)
 	case wire.TypeCancel:
 		t.mu.Lock()
@@ -47,7 +56,7 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 			h.cancel()
 		}
 		if out != nil {
-			out.win.Close(cancelled)
+			out.window().Close(cancelled)
 		}
 		if body != nil {
 			body.r.Fail(cancelled)
@@ -72,7 +81,7 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 		// A grant for a stream that just ended is normal (it crossed the
 		// stream's end on the wire): no error for an unknown id.
 		if out != nil && f.Bytes > 0 {
-			out.win.Grant(f.Bytes)
+			out.granted(f.Bytes)
 		}
 	default:
 		t.log.WithField("type", f.Type).Debug("Ignoring frame")
@@ -166,7 +175,7 @@ func (t *Tunnel) handle(msg *messages.TunnelMessage, via route) {
 	ctx, cancel := context.WithCancel(t.baseCtx)
 	isRequest := msg.Type == messages.TypeRequest
 	k := key{conn: via.conn, id: msg.MessageID}
-	h := &handled{cancel: cancel, via: via}
+	h := &handled{cancel: cancel, key: k, via: via}
 	if isRequest {
 		t.mu.Lock()
 		_, dup := t.handling[k]
@@ -187,8 +196,8 @@ func (t *Tunnel) handle(msg *messages.TunnelMessage, via route) {
 		if isRequest {
 			defer func() {
 				t.mu.Lock()
-				if t.handling[k] == h {
-					delete(t.handling, k)
+				if t.handling[h.key] == h {
+					delete(t.handling, h.key)
 				}
 				t.mu.Unlock()
 			}()
@@ -246,16 +255,24 @@ func (t *Tunnel) fail(err error, match func(route) bool) {
 			delete(t.inStreams, k)
 		}
 	}
+	moving := map[key]bool{}
 	for k, out := range t.outStreams {
-		if match(out.via) {
-			out.win.Close(err)
+		if match(out.route()) {
+			// A resumable stream's sender, its window closed, moves it to
+			// another connection: its handler must go on feeding it.
+			moving[k] = out.resumable && !errors.Is(err, messages.ErrStopped)
+			if moving[k] {
+				// Moved at once, even while its sender waits for its body.
+				t.startMove(out, out.route())
+			}
+			out.window().Close(err)
 			delete(t.outStreams, k)
 		}
 	}
 	// A handler's entry stays until it returns: its answer must still find
 	// its (now lost) route, and fail, rather than take another connection.
-	for _, h := range t.handling {
-		if match(h.via) {
+	for k, h := range t.handling {
+		if match(h.via) && !moving[k] {
 			h.cancel()
 		}
 	}

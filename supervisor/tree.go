@@ -77,7 +77,7 @@ func connectionProps(e env, conn int) *actor.Props {
 	c := e.cfg
 	return connection.Props(connection.Config{
 		URL: c.URLOf(conn), APIKey: c.APIKey, Tunnel: c.Tunnel, Client: c.Client,
-		Instance: e.instance, Index: conn,
+		Instance: e.instance, Index: conn, Resume: c.ResumeStreams,
 		ConnectTimeout: c.ConnectTimeout, PingInterval: c.PingInterval, PongTimeout: c.PongTimeout,
 		WriteTimeout: c.WriteTimeout, CloseTimeout: c.CloseTimeout, ReadLimit: c.ReadLimit,
 		WriteBufferSize: connection.DefaultBufferSize, ReadBufferSize: connection.DefaultBufferSize,

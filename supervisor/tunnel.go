@@ -68,7 +68,9 @@ type Tunnel struct {
 	outStreams map[key]*outStream         // bodies being sent
 	handling   map[key]*handled           // requests in the host's handler
 	reported   map[key]bool               // unknown stream ids already answered with an error
+	resuming   map[string]*outStream      // streams waiting for the relay to answer a stream_resume
 	ended      map[int]int                // connection -> its last authenticated session that ended
+	resumable  map[int]bool               // connection -> its relay keeps cut response streams
 }
 
 // key names a message on one connection.
@@ -96,13 +98,9 @@ type inStream struct {
 	via route
 }
 
-type outStream struct {
-	win *wire.SendWindow
-	via route
-}
-
 type handled struct {
 	cancel context.CancelFunc
+	key    key // where it is in handling: its response stream may move it
 	via    route
 }
 
@@ -166,6 +164,8 @@ func newTunnel(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 		outStreams: map[key]*outStream{},
 		handling:   map[key]*handled{},
 		reported:   map[key]bool{},
+		resuming:   map[string]*outStream{},
+		resumable:  map[int]bool{},
 		ended:      map[int]int{},
 	}
 	if t.system == nil {
@@ -235,26 +235,25 @@ func (t *Tunnel) send(ctx context.Context, msg *messages.TunnelMessage) (route, 
 		return via, err
 	}
 	k := key{conn: via.conn, id: f.MessageID}
-	out := &outStream{win: wire.NewSendWindow(t.cfg.Window), via: via}
+	out := &outStream{id: f.MessageID, win: wire.NewSendWindow(t.cfg.Window), via: via}
 	t.mu.Lock()
 	if _, dup := t.outStreams[k]; dup {
 		t.mu.Unlock()
 		return via, fmt.Errorf("%w: stream %s is already being sent", ErrDuplicateID, f.MessageID)
 	}
+	out.resumable = f.Type == wire.TypeResponse && t.cfg.ResumeStreams && t.resumable[via.conn]
 	t.outStreams[k] = out
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
-		if t.outStreams[k] == out {
-			delete(t.outStreams, k)
+		for k, o := range t.outStreams {
+			if o == out { // under its first key, or the one a resume moved it to
+				delete(t.outStreams, k)
+			}
 		}
 		t.mu.Unlock()
 	}()
-	p := &pipeline{t: t, via: via}
-	if _, err := wire.SendStream(ctx, f.MessageID, body, out.win, t.cfg.ChunkSize, p.write); err != nil {
-		return via, err
-	}
-	return via, p.flush(ctx)
+	return via, t.sendBody(ctx, out, body)
 }
 
 // routeOf pins an answer to the route of the request it answers: the
@@ -577,6 +576,11 @@ func (t *Tunnel) sendAsync(f *wire.Frame, to route) {
 }
 
 func (t *Tunnel) stateChanged(s messages.StateChanged) {
+	if s.State == messages.Authenticated {
+		t.mu.Lock()
+		t.resumable[s.Connection] = s.Resume
+		t.mu.Unlock()
+	}
 	if t.cfg.OnStateChange != nil {
 		t.cfg.OnStateChange(s)
 	}

@@ -34,6 +34,10 @@ type Config struct {
 	// supervisors') and replaces only its own earlier session. Empty omits.
 	Instance string
 	Index    int
+	// Resume asks the relay, in auth, to keep this connection's response
+	// streams open when it is lost, for the supervisor to move them to
+	// another connection (stream_resume).
+	Resume bool
 
 	// ConnectTimeout bounds TCP connect, TLS, the upgrade and the wait for
 	// the auth reply, all counted from the start of the dial; default 10 s.

@@ -95,6 +95,7 @@ func (c *connector) authenticated(ctx actor.Context, m *authOK) {
 	c.report(ctx, &messages.StateChanged{
 		State:       messages.Authenticated,
 		SessionID:   m.sessionID,
+		Resume:      m.resume,
 		ConnectTime: time.Since(sock.started),
 	})
 }
@@ -113,7 +114,7 @@ func (c *connector) dispatch(ctx actor.Context, m *received) {
 	case wire.TypeHeartbeat:
 		c.sendOwn(&wire.Frame{Type: wire.TypeHeartbeatAck, MessageID: f.MessageID, Timestamp: f.Timestamp})
 	case wire.TypeRequest, wire.TypeResponse, wire.TypeError, wire.TypeCancel,
-		wire.TypeStreamEnd, wire.TypeStreamError, wire.TypeWindowUpdate:
+		wire.TypeStreamEnd, wire.TypeStreamError, wire.TypeWindowUpdate, wire.TypeStreamResume:
 		ctx.Send(ctx.Parent(), &messages.Inbound{Frame: f})
 	default:
 		c.sendOwn(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: fmt.Sprintf("unknown message type %q", f.Type)})

@@ -45,6 +45,7 @@ type (
 		sock      *socket
 		ws        *websocket.Conn
 		sessionID string
+		resume    bool // the relay keeps response streams for a stream_resume
 	}
 	received struct {
 		sock  *socket
@@ -98,18 +99,18 @@ func (s *socket) run(send func(any)) {
 	_ = ws.SetReadDeadline(deadline)
 	_ = ws.SetWriteDeadline(deadline)
 	auth := &wire.Frame{Type: wire.TypeAuth, APIKey: s.cfg.APIKey, Tunnel: s.cfg.Tunnel, Client: s.cfg.Client,
-		Instance: s.cfg.Instance, Index: s.cfg.Index}
+		Instance: s.cfg.Instance, Index: s.cfg.Index, Resume: s.cfg.Resume}
 	if err := ws.WriteMessage(websocket.TextMessage, wire.MustEncode(auth)); err != nil {
 		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
 		return
 	}
 	send(&authSent{sock: s})
-	sessionID, err := awaitAuth(ws)
+	ok, err := awaitAuth(ws)
 	if err != nil {
 		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
 		return
 	}
-	send(&authOK{sock: s, ws: ws, sessionID: sessionID})
+	send(&authOK{sock: s, ws: ws, sessionID: ok.SessionID, resume: ok.Resume})
 	send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: s.read(ws, send)})
 }
 
@@ -131,25 +132,25 @@ func (s *socket) dial(ctx context.Context, network, addr string) (net.Conn, erro
 }
 
 // awaitAuth reads the relay's answer to the auth frame.
-func awaitAuth(ws *websocket.Conn) (sessionID string, err error) {
+func awaitAuth(ws *websocket.Conn) (ok *wire.Frame, err error) {
 	messageType, data, err := ws.ReadMessage()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if messageType != websocket.TextMessage {
-		return "", fmt.Errorf("%w: binary message before auth_ok", ErrProtocol)
+		return nil, fmt.Errorf("%w: binary message before auth_ok", ErrProtocol)
 	}
 	f, err := wire.Decode(data)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	switch f.Type {
 	case wire.TypeAuthOK:
-		return f.SessionID, nil
+		return f, nil
 	case wire.TypeAuthError:
-		return "", &AuthError{Reason: f.Error}
+		return nil, &AuthError{Reason: f.Error}
 	}
-	return "", fmt.Errorf("%w: %q frame before auth_ok", ErrProtocol, f.Type)
+	return nil, fmt.Errorf("%w: %q frame before auth_ok", ErrProtocol, f.Type)
 }
 
 // read forwards every message until one fails; it returns the first cause.

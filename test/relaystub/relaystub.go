@@ -83,6 +83,9 @@ type Options struct {
 	// OversizeBytes is the least size of the Oversized mode's message.
 	// Default wire.DefaultReadLimit + 1.
 	OversizeBytes int
+	// Resume makes auth_ok say the stub keeps cut response streams for a
+	// stream_resume (which the test then answers by hand).
+	Resume bool
 }
 
 // Received is one message a client sent.
@@ -370,7 +373,7 @@ func (s *Stub) authenticate(sess *session) {
 	s.current = sess
 	id := sess.id
 	s.mu.Unlock()
-	_ = sess.write(websocket.TextMessage, wire.MustEncode(&wire.Frame{Type: wire.TypeAuthOK, SessionID: id}))
+	_ = sess.write(websocket.TextMessage, wire.MustEncode(&wire.Frame{Type: wire.TypeAuthOK, SessionID: id, Resume: s.opts.Resume}))
 }
 
 func (s *Stub) keyAccepted(key string) bool {
