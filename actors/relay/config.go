@@ -127,6 +127,13 @@ type Config struct {
 	// router.DefaultRetryIdempotent (true). A request that never left its
 	// session always goes through another (see the router package).
 	RetryIdempotent bool
+	// ResumeTimeout is how long a public response whose supervisor
+	// connection was lost mid-body is kept open for the supervisor to
+	// resume it on another of its connections (auth with resume, then
+	// stream_resume); past it the response is cut off. 0 cuts it off at
+	// once and answers auth_ok without resume: router.DefaultResumeTimeout
+	// (15 s).
+	ResumeTimeout time.Duration
 	// MaxBody, default DefaultMaxBody (1 GiB).
 	MaxBody int64
 	// MaxHeaderBytes, default DefaultMaxHeaderBytes (32 KiB).
@@ -209,6 +216,7 @@ func DefaultConfig() Config {
 		MaxHeld:              router.DefaultMaxHeld,
 		MaxHeldBytes:         router.DefaultMaxHeldBytes,
 		RetryIdempotent:      router.DefaultRetryIdempotent,
+		ResumeTimeout:        router.DefaultResumeTimeout,
 		MaxBody:              DefaultMaxBody,
 		MaxHeaderBytes:       DefaultMaxHeaderBytes,
 		ReadLimit:            wire.DefaultReadLimit,
@@ -327,6 +335,7 @@ func (c Config) sessionConfig() session.Config {
 		AuthReadLimit:    c.AuthReadLimit,
 		MaxReplyQueue:    c.MaxReplyQueue,
 		Window:           c.Window,
+		Resume:           c.ResumeTimeout > 0,
 		Logger:           c.Logger,
 	}
 }
@@ -339,6 +348,7 @@ func (c Config) routerConfig() router.Config {
 		MaxHeld:              c.MaxHeld,
 		MaxHeldBytes:         c.MaxHeldBytes,
 		RetryIdempotent:      c.RetryIdempotent,
+		ResumeTimeout:        c.ResumeTimeout,
 		Logger:               c.Logger,
 	}
 }

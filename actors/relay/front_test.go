@@ -163,6 +163,8 @@ func TestConfigValidation(t *testing.T) {
 		{"no hold timeout: no holding", func(c *relay.Config) { c.AuthToken, c.HoldTimeout = keyB, 0 }, ""},
 		{"no room to hold", func(c *relay.Config) { c.AuthToken, c.MaxHeld = keyB, 0 }, "MaxHeld"},
 		{"negative held bytes", func(c *relay.Config) { c.AuthToken, c.MaxHeldBytes = keyB, -1 }, "MaxHeldBytes"},
+		{"negative resume timeout", func(c *relay.Config) { c.AuthToken, c.ResumeTimeout = keyB, -time.Second }, "ResumeTimeout"},
+		{"no resume timeout: no resume", func(c *relay.Config) { c.AuthToken, c.ResumeTimeout = keyB, 0 }, ""},
 	} {
 		cfg := relay.DefaultConfig()
 		tc.change(&cfg)

@@ -36,6 +36,7 @@ type metrics struct {
 	tunnelSessions *prometheus.GaugeVec
 	held           *prometheus.GaugeVec
 	retries        *prometheus.CounterVec
+	resumes        *prometheus.CounterVec
 	tunnels        map[string]bool
 }
 
@@ -82,6 +83,9 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tunnel_relay_retries_total", Help: "Public requests sent through another session after theirs ended, by reason (unwritten: the request never left the relay; idempotent: sent again once).",
 		}, []string{"reason"}),
+		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_resumes_total", Help: "Response streams resumed on another connection of their supervisor after theirs was lost, by result (resumed; refused: stream_resume answered with an error; expired: cut off at the resume timeout).",
+		}, []string{"result"}),
 		tunnels: make(map[string]bool, len(tunnels)),
 	}
 	for name := range tunnels {
@@ -93,11 +97,14 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 	}
 	m.retries.WithLabelValues(router.ReasonUnwritten)
 	m.retries.WithLabelValues(router.ReasonIdempotent)
+	for _, result := range []string{router.ResultResumed, router.ResultRefused, router.ResultExpired} {
+		m.resumes.WithLabelValues(result)
+	}
 	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tunnel_relay_buffered_bytes", Help: "Bytes of streamed responses buffered for public clients.",
 	}, func() float64 { return float64(budget.Used()) })
 	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
-		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries,
+		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

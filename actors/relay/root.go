@@ -68,7 +68,7 @@ func newRoot(cfg Config, keys map[string]string, m *metrics, budget *wire.Budget
 	ac.Failures = m.authFailures
 	rc := cfg.routerConfig()
 	rc.Tunnels = slices.Sorted(maps.Keys(keys))
-	rc.Retries, rc.Held, rc.Sessions = m.retries, m.held, m.tunnelSessions
+	rc.Retries, rc.Held, rc.Sessions, rc.Resumes = m.retries, m.held, m.tunnelSessions, m.resumes
 	sc := cfg.sessionConfig()
 	sc.Running = running
 	sc.BytesIn, sc.BytesOut = m.bytesIn, m.bytesOut
@@ -122,7 +122,7 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	case *relaymsg.Authenticate, *relaymsg.CheckAddress, *relaymsg.AuthTimedOut:
 		ctx.Forward(r.auth)
 	case *relaymsg.SessionDown, *relaymsg.Response, *relaymsg.Failed,
-		*relaymsg.Forward, *relaymsg.Done, *relaymsg.Drain, *relaymsg.ListTunnels:
+		*relaymsg.Resume, *relaymsg.HandedOver, *relaymsg.Forward, *relaymsg.Done, *relaymsg.Drain, *relaymsg.ListTunnels:
 		ctx.Forward(r.router)
 	}
 }

@@ -79,6 +79,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.IntVar(&c.MaxHeld, "max-held", c.MaxHeld, "most public requests one tunnel holds while it has no session (503 beyond)")
 	fs.Int64Var(&c.MaxHeldBytes, "max-held-bytes", c.MaxHeldBytes, "most bytes of inline request bodies one tunnel holds while it has no session (503 beyond)")
 	fs.BoolVar(&c.RetryIdempotent, "retry-idempotent", c.RetryIdempotent, "send a GET, HEAD, OPTIONS, PUT or DELETE with an inline body once more through another session when its session ends before the response headers (else 502)")
+	fs.DurationVar(&c.ResumeTimeout, "resume-timeout", c.ResumeTimeout, "how long a public response whose supervisor connection was lost mid-body stays open for the supervisor to resume it on another connection (stream_resume); 0 cuts it off at once")
 	fs.Int64Var(&c.MaxBody, "max-body", c.MaxBody, "largest public request body in bytes (413 beyond)")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest public request header in bytes (431 beyond)")
 	fs.Int64Var(&c.ReadLimit, "read-limit", c.ReadLimit, "largest WebSocket message from an authenticated supervisor, bytes (1009 beyond)")

@@ -34,18 +34,20 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 				c.UpgradeBurst == 50 && c.MaxAuthFailures == 20 && c.AuthFailureWindow == time.Minute &&
 				len(c.TrustedProxies) == 0 && !c.ProxyProtocol && c.LogRate == 10 && o.logLevel == "info" && o.logFormat == "text" &&
 				c.MaxSessionsPerTunnel == 16 && c.HoldTimeout == 15*time.Second && c.MaxHeld == 256 && c.MaxHeldBytes == 16<<20 &&
-				c.RetryIdempotent
+				c.RetryIdempotent && c.ResumeTimeout == 15*time.Second
 		}, ""},
-		{"high availability flags", []string{"-max-sessions-per-tunnel", "4", "-hold-timeout", "0", "-max-held", "8", "-max-held-bytes", "1024", "-retry-idempotent=false"}, nil,
+		{"high availability flags", []string{"-max-sessions-per-tunnel", "4", "-hold-timeout", "0", "-max-held", "8", "-max-held-bytes", "1024", "-retry-idempotent=false", "-resume-timeout", "0"}, nil,
 			func(o *options) bool {
 				c := o.relay
-				return c.MaxSessionsPerTunnel == 4 && c.HoldTimeout == 0 && c.MaxHeld == 8 && c.MaxHeldBytes == 1024 && !c.RetryIdempotent
+				return c.MaxSessionsPerTunnel == 4 && c.HoldTimeout == 0 && c.MaxHeld == 8 && c.MaxHeldBytes == 1024 && !c.RetryIdempotent &&
+					c.ResumeTimeout == 0
 			}, ""},
 		{"high availability from the environment", nil, map[string]string{"RELAY_MAX_SESSIONS_PER_TUNNEL": "2", "RELAY_HOLD_TIMEOUT": "3s",
-			"RELAY_MAX_HELD": "9", "RELAY_MAX_HELD_BYTES": "99", "RELAY_RETRY_IDEMPOTENT": "false"},
+			"RELAY_MAX_HELD": "9", "RELAY_MAX_HELD_BYTES": "99", "RELAY_RETRY_IDEMPOTENT": "false", "RELAY_RESUME_TIMEOUT": "4s"},
 			func(o *options) bool {
 				c := o.relay
-				return c.MaxSessionsPerTunnel == 2 && c.HoldTimeout == 3*time.Second && c.MaxHeld == 9 && c.MaxHeldBytes == 99 && !c.RetryIdempotent
+				return c.MaxSessionsPerTunnel == 2 && c.HoldTimeout == 3*time.Second && c.MaxHeld == 9 && c.MaxHeldBytes == 99 && !c.RetryIdempotent &&
+					c.ResumeTimeout == 4*time.Second
 			}, ""},
 		{"bad retry-idempotent in the environment", nil, map[string]string{"RELAY_RETRY_IDEMPOTENT": "maybe"}, nil, "RELAY_RETRY_IDEMPOTENT"},
 		{"environment", nil, map[string]string{"AUTH_TOKEN": "k", "RELAY_LISTEN": ":9", "RELAY_REQUEST_TIMEOUT": "2m", "RELAY_MAX_BODY": "10", "RELAY_LOG_FORMAT": "json"},

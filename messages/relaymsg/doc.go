@@ -8,9 +8,11 @@
 //
 //	front   -> root -> auth    CheckAddress (answered with AddressVerdict)
 //	session -> root -> auth    Authenticate (answered with AuthResult)
-//	session -> root -> router  SessionUp (answered with Registered), SessionDown,
-//	                           Response, Failed
+//	session -> root -> router  SessionUp (answered with Registered), SessionDown
+//	                           (with its Orphans), Response, Failed, Resume
+//	                           (answered with Adopt or ResumeRefused), HandedOver
 //	front   -> root -> router  Forward, Done, Drain, ListTunnels (answered with Tunnels)
-//	router  -> session         Dispatch, Cancel, Release, CloseSession
+//	router  -> session         Dispatch, Cancel, Release, CloseSession, Handover,
+//	                           Adopt, ResumeRefused
 //	router, session -> front   through the Exchange's channels: Outcome, WriteFunc
 package relaymsg

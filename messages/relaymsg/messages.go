@@ -68,13 +68,16 @@ type AddressVerdict struct {
 // which of its connections this is. An older session of the tunnel with
 // the same pair is sent CloseSession (replaced); sessions with other pairs
 // serve beside it. A session without Instance (an older supervisor) counts
-// as Instance "" and Index 0, so that it replaces its predecessor.
+// as Instance "" and Index 0, so that it replaces its predecessor. Resume
+// is set when the session told its supervisor auth_ok with resume: its
+// response streams outlive it (see SessionDown.Orphans and Resume).
 type SessionUp struct {
 	Tunnel    string
 	SessionID string
 	Session   *actor.PID
 	Instance  string
 	Index     int
+	Resume    bool
 }
 
 // Registered answers SessionUp: the session may tell its supervisor
@@ -106,12 +109,72 @@ type Evict struct{}
 // session's queue, its write failed, or its Dispatch came too late), so
 // the router may send it through another session. The list is made once,
 // when the session ends, so that no message per request is needed.
+//
+// Orphans, from a session with resume, are the response bodies it was
+// still feeding: not failed, their grants rebound to nothing (the socket
+// is gone), for the router to keep until another session of the same
+// supervisor resumes them or the resume timeout passes. A session without
+// resume fails its bodies with ErrTunnelLost instead, and has no orphans.
 type SessionDown struct {
 	Tunnel    string
 	SessionID string
 	Session   *actor.PID
 	Reason    string
 	Written   []string
+	Orphans   []Orphan
+}
+
+// Orphan is a response body whose session ended mid-stream: its exchange
+// is MessageID, its reader Body, which nobody feeds until it is adopted.
+type Orphan struct {
+	MessageID string
+	Body      *wire.StreamReader
+}
+
+// Resume asks the router to move the response stream MessageID to Session,
+// whose supervisor sent stream_resume for it. The router answers the
+// session with Adopt, or ResumeRefused. It accepts only a stream still
+// coming in (answered, streamed, not ended) of the session's tunnel, whose
+// session is of the same supervisor process (same non-empty instance, both
+// with resume), and only one resume of a stream at a time.
+type Resume struct {
+	MessageID string
+	Session   *actor.PID
+}
+
+// Handover tells the live session feeding the response stream MessageID
+// to give it up to To (its supervisor resumed it on another connection,
+// having noticed the loss of this one first). The session drops the id
+// from its routing (chunks for it that come later are dropped without a
+// word: the supervisor sends them again from the offset) and answers the
+// router with HandedOver.
+type Handover struct {
+	MessageID string
+	To        *actor.PID
+}
+
+// HandedOver answers Handover: Body is the stream's reader, its grants
+// rebound to nothing, or nil when the session no longer fed it (it ended,
+// or was let go).
+type HandedOver struct {
+	MessageID string
+	To        *actor.PID
+	Body      *wire.StreamReader
+}
+
+// Adopt gives a session the response stream MessageID that its supervisor
+// resumed: the session routes the stream's frames to Body from now on,
+// rebinds its grants to its own socket and answers the supervisor
+// stream_resume with the offset and credit the reader reports.
+type Adopt struct {
+	MessageID string
+	Body      *wire.StreamReader
+}
+
+// ResumeRefused tells a session that the stream_resume of MessageID is
+// refused: it answers its supervisor with an error frame.
+type ResumeRefused struct {
+	MessageID string
 }
 
 // CloseSession tells a session to close its connection with Code and Reason

@@ -73,6 +73,12 @@ type rawSupervisor struct {
 // (none, for an empty instance, as a supervisor from before HA would).
 func dialRaw(t *testing.T, r *relay.Relay, name, instance string, index int, h handler) *rawSupervisor {
 	t.Helper()
+	return dialAuth(t, r, name, &wire.Frame{Type: wire.TypeAuth, APIKey: key, Client: "relayha-raw/1", Instance: instance, Index: index}, h)
+}
+
+// dialAuth connects to r and sends auth.
+func dialAuth(t *testing.T, r *relay.Relay, name string, auth *wire.Frame, h handler) *rawSupervisor {
+	t.Helper()
 	d := websocket.Dialer{HandshakeTimeout: wait}
 	conn, _, err := d.Dial("ws://"+r.Addr().String()+"/tunnel", nil)
 	if err != nil {
@@ -82,7 +88,7 @@ func dialRaw(t *testing.T, r *relay.Relay, name, instance string, index int, h h
 	conn.SetReadLimit(wire.DefaultReadLimit)
 	go s.read()
 	t.Cleanup(s.close)
-	s.send(&wire.Frame{Type: wire.TypeAuth, APIKey: key, Client: "relayha-raw/1", Instance: instance, Index: index})
+	s.send(auth)
 	return s
 }
 
@@ -128,6 +134,19 @@ func (s *rawSupervisor) send(f *wire.Frame) {
 	// A write to a connection the test dropped fails; the relay's answer
 	// is what the test looks at.
 	_ = s.conn.WriteMessage(websocket.TextMessage, wire.MustEncode(f))
+}
+
+// chunk sends data as a binary chunk of the stream id.
+func (s *rawSupervisor) chunk(id string, data []byte) {
+	b, err := wire.EncodeChunk(id, data)
+	if err != nil {
+		s.t.Error(err)
+		return
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_ = s.conn.SetWriteDeadline(time.Now().Add(wait))
+	_ = s.conn.WriteMessage(websocket.BinaryMessage, b)
 }
 
 // respond answers request id with status and body, inline.

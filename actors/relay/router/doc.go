@@ -45,7 +45,31 @@
 // queue when there is none; the message_id is kept, since the other
 // session is another supervisor connection. A retried request that cannot
 // be held gets 502, one never written 503. A session ending after the
-// response frame fails the body stream instead.
+// response frame fails the body stream instead, unless its supervisor
+// negotiated resume.
+//
+// Resume. A session whose supervisor negotiated resume (auth and auth_ok
+// with "resume":true) hands the response bodies it was still feeding, when
+// it ends, to the router (SessionDown.Orphans) instead of failing them. An
+// orphan stays attached to its exchange for ResumeTimeout; past it the
+// body fails with relaymsg.ErrTunnelLost (the public client sees the cut),
+// and so it does at once when ResumeTimeout is 0 or the relay is closing.
+// A front done with the exchange meanwhile drops it (the reader is
+// closed). A stream_resume read by a session becomes Resume, which the
+// router accepts when the exchange exists, is answered with a body not
+// cut off, is of the asking session's tunnel, and its session is of the
+// same supervisor process (same non-empty instance, both with resume):
+//
+//	orphan                  -> Adopt to the asking session, at once
+//	old session still alive -> Handover to it; its HandedOver brings the
+//	                           body (Adopt to the asking session), or none,
+//	                           the stream having ended there (ResumeRefused)
+//	anything else           -> ResumeRefused ("stream cannot be resumed")
+//
+// The exchange belongs to the adopting session from then on: its cancel or
+// release goes there, and it counts in that session's requests in flight.
+// Resumes are counted by result (Config.Resumes: resumed, refused,
+// expired).
 //
 // Messages (from relaymsg):
 //
@@ -57,8 +81,12 @@
 //	*Response    -> Outcome to the exchange
 //	*Failed      -> Outcome 502 to the exchange
 //	*Done        -> Cancel or Release to the session; a held request is
-//	                forgotten
-//	*Drain       -> Outcome 503 to the held requests; none held from then on
+//	                forgotten, an orphan's body closed
+//	*Resume      -> Adopt (orphan) or ResumeRefused to the asking session,
+//	                or Handover to the session feeding the stream
+//	*HandedOver  -> Adopt or ResumeRefused to the asking session
+//	*Drain       -> Outcome 503 to the held requests, orphans cut off; none
+//	                held or kept from then on
 //	*ListTunnels -> answers *Tunnels: those with a session
 //
 // Outcomes go to the exchange's channel, which the front waits on. Timers

@@ -42,6 +42,20 @@ const (
 	// sent once more through another session when its session ends before
 	// the response: true.
 	DefaultRetryIdempotent = true
+	// DefaultResumeTimeout is how long a response stream whose session
+	// ended mid-body waits for its supervisor to resume it on another
+	// connection: 15 s, as long as a request may wait for a reconnect.
+	DefaultResumeTimeout = 15 * time.Second
+)
+
+// Results of stream resumes, the result label of Config.Resumes.
+const (
+	// ResultResumed: the stream went on through another session.
+	ResultResumed = "resumed"
+	// ResultRefused: a stream_resume was answered with an error.
+	ResultRefused = "refused"
+	// ResultExpired: an orphaned stream was cut off at the resume timeout.
+	ResultExpired = "expired"
 )
 
 // Reasons of retries, the reason label of Config.Retries.
@@ -85,6 +99,15 @@ type Config struct {
 	// are answered 502. A request whose frame was never written always
 	// goes through another session. Default DefaultRetryIdempotent (true).
 	RetryIdempotent bool
+	// ResumeTimeout is how long the response body of a session with
+	// resume that ended mid-stream is kept for another session of the same
+	// supervisor to resume (stream_resume); past it the body fails with
+	// relaymsg.ErrTunnelLost. 0 fails it at once. Default
+	// DefaultResumeTimeout (15 s).
+	ResumeTimeout time.Duration
+	// Resumes, if set, counts stream resumes by result: one label, valued
+	// ResultResumed, ResultRefused or ResultExpired.
+	Resumes *prometheus.CounterVec
 	// Retries, if set, counts requests sent through another session, by
 	// reason: one label, valued ReasonUnwritten or ReasonIdempotent.
 	Retries *prometheus.CounterVec
@@ -107,6 +130,7 @@ func DefaultConfig() Config {
 		MaxHeld:              DefaultMaxHeld,
 		MaxHeldBytes:         DefaultMaxHeldBytes,
 		RetryIdempotent:      DefaultRetryIdempotent,
+		ResumeTimeout:        DefaultResumeTimeout,
 	}
 }
 
@@ -123,6 +147,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("router: MaxHeld must be at least 1, got %d", c.MaxHeld)
 	case c.MaxHeldBytes < 0:
 		return fmt.Errorf("router: MaxHeldBytes must not be negative, got %d", c.MaxHeldBytes)
+	case c.ResumeTimeout < 0:
+		return fmt.Errorf("router: ResumeTimeout must not be negative, got %v", c.ResumeTimeout)
 	}
 	return nil
 }
@@ -158,6 +184,8 @@ type session struct {
 	// live is false once a newer session replaced it: it serves no new
 	// request, and its SessionDown is still to come.
 	live bool
+	// resume: its supervisor can resume its response streams elsewhere.
+	resume bool
 }
 
 // tunnel is a known tunnel: its live sessions and the requests it holds.
@@ -200,10 +228,19 @@ type pending struct {
 	// retried is set once it was sent again after being written: it may
 	// have reached a supervisor, and is not sent a third time.
 	retried bool
-	// attempt numbers the dispatches and holds, so that the timer of an
-	// earlier one, fired as the exchange moved on, is ignored.
+	// attempt numbers the dispatches, holds and orphanings, so that the
+	// timer of an earlier one, fired as the exchange moved on, is ignored.
 	attempt int
 	cancel  scheduler.CancelFunc // the timer of the current attempt
+	// body is the streamed response body, from the response until it is
+	// cut off for good (its session ended and no resume came).
+	body *wire.StreamReader
+	// orphan is set while body waits for a resume: its session ended, and
+	// session still names it (for the instance a resume must match).
+	orphan bool
+	// resumeTo is the session a handover is under way to, while its old
+	// session has not answered.
+	resumeTo *session
 }
 
 // Timer messages: the request timeout of a dispatch, the hold timeout.
@@ -213,6 +250,11 @@ type (
 		attempt int
 	}
 	holdExpired struct {
+		id      string
+		attempt int
+	}
+	// orphanExpired is the resume timeout of an orphaned body.
+	orphanExpired struct {
 		id      string
 		attempt int
 	}
@@ -270,12 +312,27 @@ func (r *router) Receive(ctx actor.Context) {
 		r.timeout(ctx, msg)
 	case *holdExpired:
 		r.holdExpired(msg)
+	case *relaymsg.Resume:
+		r.resume(ctx, msg)
+	case *relaymsg.HandedOver:
+		r.handedOver(ctx, msg)
+	case *orphanExpired:
+		r.orphanExpired(msg)
 	case *relaymsg.Drain:
 		r.draining = true
 		for _, t := range r.tunnels {
 			for e := t.held.Front(); e != nil; e = t.held.Front() {
 				p := e.Value.(*pending)
 				r.finish(p.ex.ID(), p, r.unavailable(p, "relay shutting down"))
+			}
+		}
+		// A public response kept open for a resume would hold the
+		// shutdown up to the resume timeout.
+		for _, p := range r.pending {
+			if p.orphan {
+				p.cancel()
+				p.orphan = false
+				r.cutOff(p)
 			}
 		}
 	case *relaymsg.ListTunnels:
@@ -289,6 +346,10 @@ func (r *router) Receive(ctx actor.Context) {
 		ctx.Respond(&relaymsg.Tunnels{Names: names})
 	case *actor.Stopping, *actor.Restarting:
 		for id, p := range r.pending {
+			if p.orphan {
+				// Nothing can resume it any more.
+				r.cutOff(p)
+			}
 			r.finish(id, p, relaymsg.Outcome{Status: http.StatusServiceUnavailable, Error: "relay shutting down"})
 		}
 		// The sessions are closing with the relay (or with the router, on
@@ -320,7 +381,7 @@ func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
 		ctx.Respond(&relaymsg.Registered{Refused: true, Reason: "tunnel at its session limit"})
 		return
 	}
-	s := &session{pid: msg.Session, id: msg.SessionID, tunnel: t, replica: rep, live: true}
+	s := &session{pid: msg.Session, id: msg.SessionID, tunnel: t, replica: rep, live: true, resume: msg.Resume}
 	r.sessions[msg.Session.Id] = s
 	if at >= 0 {
 		old := t.sessions[at]
@@ -342,9 +403,9 @@ func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
 
 // sessionDown lets go of a session, and of the exchanges it had: those
 // answered learn of the loss from their body stream, which the session
-// failed; those whose request frame never left go through another session
-// (or wait for one); those written are sent again once if idempotent, and
-// the rest get 502.
+// failed or handed over as an orphan (kept for a resume); those whose
+// request frame never left go through another session (or wait for one);
+// those written are sent again once if idempotent, and the rest get 502.
 func (r *router) sessionDown(ctx actor.Context, msg *relaymsg.SessionDown) {
 	s := r.sessions[msg.Session.Id]
 	if s == nil {
@@ -358,6 +419,7 @@ func (r *router) sessionDown(ctx actor.Context, msg *relaymsg.SessionDown) {
 		t.next = 0
 		r.countSessions(t)
 	}
+	r.settleStreams(ctx, s, msg.Orphans)
 	var lost []*pending
 	for _, p := range r.pending {
 		if p.session == s && !p.answered {
@@ -390,6 +452,167 @@ func (r *router) sessionDown(ctx actor.Context, msg *relaymsg.SessionDown) {
 		r.log.WithFields(logrus.Fields{"tunnel": t.name, "message_id": id, "session_id": s.id, "reason": reason}).
 			Info("Session lost before the response; sending the request through another")
 		r.route(ctx, t, p)
+	}
+}
+
+// settleStreams takes the response bodies of the ended session s: each
+// orphan is kept for a resume (or adopted at once by the session a
+// handover was under way to); every other answered body of s is failed,
+// which changes nothing for a body that ended, and cuts off one that no
+// session feeds any more (an Adopt that came too late to s).
+func (r *router) settleStreams(ctx actor.Context, s *session, orphans []relaymsg.Orphan) {
+	kept := make(map[string]bool, len(orphans))
+	for _, o := range orphans {
+		p := r.pending[o.MessageID]
+		if p == nil || p.session != s || p.body != o.Body {
+			// The front is done with it already.
+			_ = o.Body.Close()
+			continue
+		}
+		kept[o.MessageID] = true
+		to := p.resumeTo
+		p.resumeTo = nil
+		if to != nil && r.sessions[to.pid.Id] != nil {
+			r.adopt(ctx, p, to)
+			continue
+		}
+		r.orphan(ctx, p)
+	}
+	for id, p := range r.pending {
+		if p.session != s || !p.answered || p.orphan || kept[id] {
+			continue
+		}
+		if p.body != nil {
+			r.cutOff(p)
+		}
+		if to := p.resumeTo; to != nil {
+			// The handover never reached s: the stream had ended there.
+			p.resumeTo = nil
+			r.refuse(ctx, id, to.pid, "the stream has ended")
+		}
+	}
+}
+
+// orphan keeps the body of p for a resume until the resume timeout, or
+// fails it at once when there is none or the relay is closing.
+func (r *router) orphan(ctx actor.Context, p *pending) {
+	id := p.ex.ID()
+	fields := logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": wire.Excerpt(id), "session_id": p.session.id}
+	if r.cfg.ResumeTimeout == 0 || r.draining {
+		r.log.WithFields(fields).Info("Session lost mid-stream; cutting the response off")
+		r.cutOff(p)
+		return
+	}
+	r.log.WithFields(fields).WithField("delay", r.cfg.ResumeTimeout.String()).Info("Session lost mid-stream; keeping the response for a resume")
+	p.orphan = true
+	p.attempt++
+	p.cancel = r.timers.SendOnce(r.cfg.ResumeTimeout, ctx.Self(), &orphanExpired{id: id, attempt: p.attempt})
+}
+
+func (r *router) orphanExpired(msg *orphanExpired) {
+	p := r.pending[msg.id]
+	if p == nil || !p.orphan || p.attempt != msg.attempt {
+		return
+	}
+	p.orphan = false
+	r.countResume(ResultExpired)
+	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": wire.Excerpt(msg.id), "delay": r.cfg.ResumeTimeout.String()}).
+		Warn("No resume of a stream within the resume timeout; cutting the response off")
+	r.cutOff(p)
+}
+
+// cutOff fails the response body of p for good: the public client sees
+// its response cut, and no resume can take it any more.
+func (r *router) cutOff(p *pending) {
+	p.body.Fail(relaymsg.ErrTunnelLost)
+	p.body = nil
+}
+
+// resume moves a response stream to the session that asks for it: at once
+// for an orphan, through a handover when its session is alive.
+func (r *router) resume(ctx actor.Context, msg *relaymsg.Resume) {
+	id := msg.MessageID
+	to := r.sessions[msg.Session.Id]
+	p := r.pending[id]
+	var why string
+	switch {
+	case to == nil:
+		why = "the session is gone"
+	case !to.resume:
+		why = "the session did not negotiate resume"
+	case p == nil:
+		why = "no such exchange"
+	case p.session == nil || !p.answered || p.body == nil:
+		why = "no response stream"
+	case p.ex.Tunnel != to.tunnel.name:
+		why = "another tunnel's stream"
+	case to.replica.instance == "" || p.session.replica.instance != to.replica.instance || !p.session.resume:
+		why = "another supervisor's stream"
+	case p.resumeTo != nil:
+		why = "a resume of the stream is under way"
+	}
+	if why != "" {
+		r.refuse(ctx, id, msg.Session, why)
+		return
+	}
+	if p.orphan {
+		r.adopt(ctx, p, to)
+		return
+	}
+	p.resumeTo = to
+	ctx.Send(p.session.pid, &relaymsg.Handover{MessageID: id, To: to.pid})
+}
+
+// handedOver completes a handover: the body goes to the session that
+// resumed it, or, if that one has ended meanwhile, waits for another.
+func (r *router) handedOver(ctx actor.Context, msg *relaymsg.HandedOver) {
+	p := r.pending[msg.MessageID]
+	if p != nil {
+		p.resumeTo = nil
+	}
+	switch {
+	case msg.Body == nil:
+		// The old session no longer fed it: it ended, or was let go.
+		r.refuse(ctx, msg.MessageID, msg.To, "the stream has ended")
+	case p == nil:
+		// The front let go meanwhile: nobody reads it.
+		_ = msg.Body.Close()
+		r.refuse(ctx, msg.MessageID, msg.To, "no such exchange")
+	case r.sessions[msg.To.Id] == nil:
+		r.orphan(ctx, p)
+	default:
+		r.adopt(ctx, p, r.sessions[msg.To.Id])
+	}
+}
+
+// adopt gives the body of p to session to, which owns the exchange from
+// now on.
+func (r *router) adopt(ctx actor.Context, p *pending, to *session) {
+	id := p.ex.ID()
+	if p.orphan {
+		p.cancel()
+		p.orphan = false
+	}
+	r.log.WithFields(logrus.Fields{"tunnel": p.ex.Tunnel, "message_id": wire.Excerpt(id), "from": p.session.id, "session_id": to.id}).
+		Info("Response stream resumed through another session")
+	p.session.inFlight--
+	p.session = to
+	to.inFlight++
+	r.countResume(ResultResumed)
+	ctx.Send(to.pid, &relaymsg.Adopt{MessageID: id, Body: p.body})
+}
+
+// refuse answers a stream_resume of id with an error, through session.
+func (r *router) refuse(ctx actor.Context, id string, session *actor.PID, why string) {
+	r.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "why": why}).Info("Refusing a stream resume")
+	r.countResume(ResultRefused)
+	ctx.Send(session, &relaymsg.ResumeRefused{MessageID: id})
+}
+
+// countResume counts one stream resume by its result.
+func (r *router) countResume(result string) {
+	if r.cfg.Resumes != nil {
+		r.cfg.Resumes.WithLabelValues(result).Inc()
 	}
 }
 
@@ -489,6 +712,7 @@ func (r *router) response(msg *relaymsg.Response) {
 	}
 	p.answered = true
 	p.cancel()
+	p.body = msg.Body
 	answer(p.ex, relaymsg.Outcome{Response: msg.Frame, Body: msg.Body})
 }
 
@@ -506,6 +730,10 @@ func (r *router) done(ctx actor.Context, msg *relaymsg.Done) {
 	s := p.session
 	r.forget(msg.MessageID, p)
 	switch {
+	case p.orphan:
+		// Its session is gone: the body is dropped here.
+		p.orphan = false
+		_ = p.body.Close()
 	case s == nil:
 		// Held: no session has heard of it.
 	case msg.Cancel || !p.answered:

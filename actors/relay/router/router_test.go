@@ -27,6 +27,8 @@ type fixture struct {
 	retries  *prometheus.CounterVec
 	held     *prometheus.GaugeVec
 	sessions *prometheus.GaugeVec
+	// resumeCount counts the stream resumes, by result.
+	resumeCount *prometheus.CounterVec
 }
 
 func newFixture(t *testing.T, system *actor.ActorSystem, change func(*router.Config)) *fixture {
@@ -34,13 +36,14 @@ func newFixture(t *testing.T, system *actor.ActorSystem, change func(*router.Con
 	p.Wait = time.Hour
 	f := &fixture{
 		t: t, system: system, p: p,
-		retries:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "retries"}, []string{"reason"}),
-		held:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "held"}, []string{"tunnel"}),
-		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sessions"}, []string{"tunnel"}),
+		retries:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "retries"}, []string{"reason"}),
+		held:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "held"}, []string{"tunnel"}),
+		sessions:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sessions"}, []string{"tunnel"}),
+		resumeCount: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "resumes"}, []string{"result"}),
 	}
 	cfg := router.DefaultConfig()
 	cfg.Tunnels = []string{"default", "a", "b"}
-	cfg.Retries, cfg.Held, cfg.Sessions = f.retries, f.held, f.sessions
+	cfg.Retries, cfg.Held, cfg.Sessions, cfg.Resumes = f.retries, f.held, f.sessions, f.resumeCount
 	if change != nil {
 		change(&cfg)
 	}

@@ -42,15 +42,32 @@
 // answered with an error frame (once per id) and the session stays up.
 // Frame fields that reach the log are cut short (wire.Excerpt).
 //
+// Resume: a supervisor whose auth frame says "resume":true (and a relay
+// that keeps streams, Config.Resume) gets auth_ok with "resume":true. When
+// such a session ends, the response bodies it was still feeding go to the
+// router (SessionDown.Orphans), their window grants rebound to nothing,
+// instead of failing. Its stream_resume frames go to the router (Resume);
+// a session without resume answers them {"type":"error","message_id":ID,
+// "error":"stream cannot be resumed"}, as it does on ResumeRefused. On
+// Adopt the session routes the stream's chunks, stream_end and
+// stream_error to the reader, then rebinds the reader's grants to its own
+// socket and answers {"type":"stream_resume","message_id":ID,
+// "offset":<bytes the relay has>,"bytes":<credit the sender has>}. On
+// Handover it gives the stream up (HandedOver, with its reader, or none if
+// it no longer feeds it) and drops the stream's late frames without a
+// word.
+//
 // A stopped session clears its state, and its props forget the connection:
 // a stale reference to a stopped actor holds nothing large.
 //
 // Messages (from relaymsg):
 //
 //	to parent:   *Authenticate (request; answer *AuthResult comes back),
-//	             *SessionUp with instance and index (request; answer
-//	             *Registered comes back, which may refuse), *AuthTimedOut,
-//	             *SessionDown with the requests written, *Response, *Failed
+//	             *SessionUp with instance, index and resume (request;
+//	             answer *Registered comes back, which may refuse),
+//	             *AuthTimedOut, *SessionDown with the requests written and
+//	             the orphans, *Response, *Failed, *Resume, *HandedOver
 //	from parent: *Evict
-//	from router: *Dispatch, *Cancel, *Release, *CloseSession
+//	from router: *Dispatch, *Cancel, *Release, *CloseSession, *Handover,
+//	             *Adopt, *ResumeRefused
 package session

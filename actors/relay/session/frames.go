@@ -36,8 +36,9 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 				s.tunnel = wire.DefaultTunnel
 			}
 			s.instance, s.index = f.Instance, f.Index
+			s.resume = f.Resume && s.cfg.Resume
 			s.log = s.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(s.tunnel), "client": wire.Excerpt(f.Client),
-				"instance": wire.Excerpt(f.Instance), "index": f.Index})
+				"instance": wire.Excerpt(f.Instance), "index": f.Index, "resume": s.resume})
 			ctx.Request(ctx.Parent(), &relaymsg.Authenticate{APIKey: f.APIKey, Tunnel: s.tunnel, Addr: s.addr})
 			return
 		}
@@ -60,6 +61,13 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 		}
 	case wire.TypeError, wire.TypeCancel:
 		s.onGiveUp(ctx, f)
+	case wire.TypeStreamResume:
+		if !s.resume {
+			s.refuseResume(f.MessageID)
+			return
+		}
+		// The router knows whose stream it is, and whether it still runs.
+		ctx.Send(ctx.Parent(), &relaymsg.Resume{MessageID: f.MessageID, Session: ctx.Self()})
 	case wire.TypeRequest:
 		// Its body's chunks, if it has any, are dropped without a word.
 		s.cancelled.add(f.MessageID)
@@ -90,7 +98,7 @@ func (s *session) onAuthResult(ctx actor.Context, r *relaymsg.AuthResult) {
 	}
 	s.phase = registering
 	s.registered = true
-	ctx.Request(ctx.Parent(), &relaymsg.SessionUp{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Instance: s.instance, Index: s.index})
+	ctx.Request(ctx.Parent(), &relaymsg.SessionUp{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Instance: s.instance, Index: s.index, Resume: s.resume})
 }
 
 // refuse answers a wrong key: auth_error, then close 1008.
@@ -115,7 +123,7 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 	}
 	s.phase = open
 	s.authTimer()
-	s.send(&wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id})
+	s.send(&wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id, Resume: s.resume})
 	s.link.proceed()
 	s.log.Info("Supervisor authenticated")
 }
@@ -165,6 +173,50 @@ func (s *session) granter(id string) func(n int64) {
 		out.frame(wire.MustEncode(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: id, Bytes: n}))
 	}
 }
+
+// discardGrant is the grant of a response body no socket feeds: window
+// updates for it would go to a connection that is gone, and the credit
+// they stand for is counted by the reader, and given on a resume.
+func discardGrant(int64) {}
+
+// onHandover gives the response stream id up to another session of the
+// same supervisor. Its late chunks and ends are dropped without a word
+// (the id counts as cancelled): the supervisor sends again from the
+// offset through the other session. The request body, if it still
+// uploads, goes on through this session's writer.
+func (s *session) onHandover(ctx actor.Context, h *relaymsg.Handover) {
+	var body *wire.StreamReader
+	if c := s.calls[h.MessageID]; c != nil && c.body != nil {
+		body = c.body
+		body.Rebind(discardGrant)
+		delete(s.calls, h.MessageID)
+		s.cancelled.add(h.MessageID)
+		s.log.WithField("message_id", wire.Excerpt(h.MessageID)).Info("Response stream handed over to another session of the supervisor")
+	}
+	ctx.Send(ctx.Parent(), &relaymsg.HandedOver{MessageID: h.MessageID, To: h.To, Body: body})
+}
+
+// onAdopt takes over a resumed response stream. The stream is routed here
+// before the supervisor hears stream_resume, so that the chunks it sends
+// from the offset find their reader.
+func (s *session) onAdopt(a *relaymsg.Adopt) {
+	id := a.MessageID
+	if s.calls == nil {
+		s.calls = make(map[string]*call)
+	}
+	s.calls[id] = &call{body: a.Body, answered: true}
+	offset, credit := a.Body.Rebind(s.granter(id))
+	s.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "offset": offset, "credit": credit}).Info("Response stream resumed")
+	s.reply(&wire.Frame{Type: wire.TypeStreamResume, MessageID: id, Offset: offset, Bytes: credit})
+}
+
+// refuseResume answers a stream_resume that cannot be honoured.
+func (s *session) refuseResume(id string) {
+	s.reply(&wire.Frame{Type: wire.TypeError, MessageID: id, Error: cannotResume})
+}
+
+// cannotResume is the error frame's text for a refused stream_resume.
+const cannotResume = "stream cannot be resumed"
 
 func (s *session) onChunk(id string, data []byte) {
 	c := s.calls[id]

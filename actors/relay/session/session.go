@@ -66,6 +66,12 @@ type Config struct {
 	// Window is the flow-control window of each streamed response body.
 	// Default wire.DefaultWindow (1 MiB).
 	Window int64
+	// Resume lets a supervisor that asks for it (auth with resume) move
+	// its response streams to another of its connections: auth_ok says
+	// resume, and the bodies this session still feeds when it ends go to
+	// the router as orphans instead of failing. Set it only when the
+	// router keeps orphans (a ResumeTimeout). Default true.
+	Resume bool
 	// Budget, if set, bounds the bytes buffered by the response bodies of
 	// every session sharing it (see wire.Budget): a stream whose public
 	// client lags while the budget is spent is cut off.
@@ -92,6 +98,7 @@ func DefaultConfig() Config {
 		AuthReadLimit:    DefaultAuthReadLimit,
 		MaxReplyQueue:    DefaultMaxReplyQueue,
 		Window:           wire.DefaultWindow,
+		Resume:           true,
 	}
 }
 
@@ -173,6 +180,9 @@ type session struct {
 	// and which of its connections this is.
 	instance string
 	index    int
+	// resume: auth_ok said resume, so the supervisor may move response
+	// streams to and from this session.
+	resume bool
 	// registered is set once SessionUp went to the router, which must then
 	// hear SessionDown.
 	registered bool
@@ -290,6 +300,12 @@ func (s *session) Receive(ctx actor.Context) {
 			s.log.Debug("Unauthenticated connection evicted to make room")
 			s.close(ctx, Evicted)
 		}
+	case *relaymsg.Handover:
+		s.onHandover(ctx, msg)
+	case *relaymsg.Adopt:
+		s.onAdopt(msg)
+	case *relaymsg.ResumeRefused:
+		s.refuseResume(msg.MessageID)
 	case *relaymsg.CloseSession:
 		s.code, s.reason = msg.Code, msg.Reason
 		s.log.WithField("reason", msg.Reason).Info("Session replaced")
@@ -325,8 +341,11 @@ func (s *session) start(ctx actor.Context) {
 // ids of those whose request frame was written, or is being written: they
 // may have reached the supervisor. A call whose frame never left keeps its
 // upload window open, since the exchange may go on through another
-// session, whose writer then hands the front its write.
-func (s *session) endCalls() (written []string) {
+// session, whose writer then hands the front its write. With resume, the
+// response bodies still streaming in are returned as orphans rather than
+// failed, their grants rebound to nothing since this socket is gone: the
+// supervisor may resume them on another connection.
+func (s *session) endCalls() (written []string, orphans []relaymsg.Orphan) {
 	unsent := s.link.out.unsentIDs()
 	for id, c := range s.calls {
 		if unsent[id] {
@@ -334,9 +353,14 @@ func (s *session) endCalls() (written []string) {
 		} else {
 			written = append(written, id)
 		}
+		if s.resume && c.body != nil {
+			c.body.Rebind(discardGrant)
+			orphans = append(orphans, relaymsg.Orphan{MessageID: id, Body: c.body})
+			c.body = nil
+		}
 		s.drop(id, c, relaymsg.ErrTunnelLost)
 	}
-	return written
+	return written, orphans
 }
 
 // close ends the session: its stopping handler does the rest.
@@ -375,9 +399,10 @@ func (s *session) stopping(ctx actor.Context) {
 	if s.cause == AuthTimeout {
 		ctx.Send(ctx.Parent(), &relaymsg.AuthTimedOut{Addr: s.addr})
 	}
-	written := s.endCalls()
+	written, orphans := s.endCalls()
 	if s.registered {
-		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(), Written: written})
+		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(),
+			Written: written, Orphans: orphans})
 	}
 	entry := s.log.WithFields(logrus.Fields{"failure_type": s.cause.String(), "code": code})
 	switch {
