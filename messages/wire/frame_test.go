@@ -52,6 +52,11 @@ var goldenFrames = []struct {
 	{"stream_end", Frame{Type: TypeStreamEnd, MessageID: requestID}},
 	{"stream_error", Frame{Type: TypeStreamError, MessageID: requestID, Error: "upstream: unexpected EOF"}},
 	{"window_update", Frame{Type: TypeWindowUpdate, MessageID: requestID, Bytes: 512 << 10}},
+	{"auth_connections", Frame{Type: TypeAuth, APIKey: "test-key-0123456789", Tunnel: "default", Client: "tunnel-supervisor/1.0.0",
+		Instance: "5e0c1f2a-8b7d-4c3e-9a61-0f2d4b6c8e13", Index: 1, Resume: true}},
+	{"auth_ok_resume", Frame{Type: TypeAuthOK, SessionID: "c41d7e0a-2b95-4f6e-9d38-7a1b5c0e3f62", Resume: true}},
+	{"stream_resume", Frame{Type: TypeStreamResume, MessageID: requestID}},
+	{"stream_resume_answer", Frame{Type: TypeStreamResume, MessageID: requestID, Offset: 196608, Bytes: 1048576}},
 }
 
 // readGolden returns a golden file without the newline that ends it on disk.
@@ -107,7 +112,7 @@ func TestGoldenCoverage(t *testing.T) {
 	for _, typ := range []string{
 		TypeAuth, TypeAuthOK, TypeAuthError, TypeHeartbeat, TypeHeartbeatAck,
 		TypeRequest, TypeResponse, TypeError, TypeCancel,
-		TypeStreamEnd, TypeStreamError, TypeWindowUpdate,
+		TypeStreamEnd, TypeStreamError, TypeWindowUpdate, TypeStreamResume,
 	} {
 		if !types[typ] {
 			t.Errorf("no golden frame of type %s", typ)
