@@ -29,7 +29,7 @@ type pair struct {
 	nets   [2]*pipenet.Network
 	stubs  [2]*relaystub.Stub
 	tunnel *supervisor.Tunnel
-	states chan messages.StateChanged
+	states [2]chan messages.StateChanged // each connection's, in order
 }
 
 var pairURLs = []string{"ws://relay-a/tunnel", "ws://relay-b/tunnel"}
@@ -37,7 +37,10 @@ var pairURLs = []string{"ws://relay-a/tunnel", "ws://relay-b/tunnel"}
 // newPair starts the stubs, lets before adjust them, then starts the tunnel.
 func newPair(t *testing.T, mutate func(*supervisor.Config), before func(*pair)) *pair {
 	t.Helper()
-	p := &pair{t: t, states: make(chan messages.StateChanged, 1024)}
+	p := &pair{t: t}
+	for i := range p.states {
+		p.states[i] = make(chan messages.StateChanged, 4096)
+	}
 	for i := range p.nets {
 		p.nets[i] = pipenet.New()
 		p.stubs[i] = relaystub.New(p.nets[i].Listener(), relaystub.Options{APIKey: stubKey, Resume: true})
@@ -54,7 +57,7 @@ func newPair(t *testing.T, mutate func(*supervisor.Config), before func(*pair)) 
 		}
 		return p.nets[1].DialContext(ctx, network, addr)
 	}
-	cfg.OnStateChange = func(s messages.StateChanged) { p.states <- s }
+	cfg.OnStateChange = func(s messages.StateChanged) { p.states[s.Connection] <- s }
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -77,15 +80,15 @@ func newPair(t *testing.T, mutate func(*supervisor.Config), before func(*pair)) 
 	return p
 }
 
-// until returns connection conn's first state change to want, skipping
-// others (the other connection's too).
+// until returns connection conn's next state change to want, skipping its
+// others.
 func (p *pair) until(conn int, want messages.State) messages.StateChanged {
 	p.t.Helper()
 	deadline := time.After(time.Hour)
 	for {
 		select {
-		case s := <-p.states:
-			if s.Connection == conn && s.State == want {
+		case s := <-p.states[conn]:
+			if s.State == want {
 				return s
 			}
 		case <-deadline:
@@ -97,17 +100,8 @@ func (p *pair) until(conn int, want messages.State) messages.StateChanged {
 // bothUp waits until both connections are authenticated.
 func (p *pair) bothUp() {
 	p.t.Helper()
-	up := map[int]bool{}
-	for len(up) < 2 {
-		select {
-		case s := <-p.states:
-			if s.State == messages.Authenticated {
-				up[s.Connection] = true
-			}
-		case <-time.After(time.Hour):
-			p.t.Fatal("connections not both up within an hour")
-		}
-	}
+	p.until(0, messages.Authenticated)
+	p.until(1, messages.Authenticated)
 }
 
 // Each connection is its own child of the tree, with its own breaker and
