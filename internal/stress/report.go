@@ -188,7 +188,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	p("  heartbeat every %.2fs, stale after %.2fs, retry after %.2fs", r.HeartbeatIntervalSeconds, r.HeartbeatTimeoutSeconds, r.RetryDelaySeconds)
 	ok := fmt.Sprint(r.RequestsOK)
 	if r.Connections > 1 {
-		ok += fmt.Sprintf(" (%.1f%%)", r.RequestsOKPercent)
+		ok += fmt.Sprintf(" (%.2f%%)", r.RequestsOKPercent)
 	}
 	p("requests     sent %d: ok %s, failed explicitly %d (%s), lost %d (%s)", r.RequestsSent, ok,
 		r.RequestsFailedExplicit, counts(r.FailedBy), r.RequestsLost, counts(r.LostBy))

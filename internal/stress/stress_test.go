@@ -135,7 +135,7 @@ func TestSummaryWithTwoConnections(t *testing.T) {
 		PathFaults: []int{4, 3}, UpAtEnd: true}
 	var b strings.Builder
 	r.WriteSummary(&b)
-	for _, want := range []string{", connections 2\n", "sent 200: ok 199 (99.5%), failed explicitly 1", "by path    0: 4, 1: 3"} {
+	for _, want := range []string{", connections 2\n", "sent 200: ok 199 (99.50%), failed explicitly 1", "by path    0: 4, 1: 3"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, b.String())
 		}
