@@ -521,3 +521,57 @@ func TestResponseStreamMovesToTheOtherConnection(t *testing.T) {
 		})
 	}
 }
+
+// A response stream sent whole is not yet read whole: when its connection
+// is lost before the relay acks a heartbeat sent after the stream's end,
+// the stream moves and its tail and end go again over the other
+// connection. After such an ack it is let go.
+func TestAStreamSentWholeMovesUntilItsEndIsSurelyRead(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		ackFirst bool
+	}{{"lost before the ack", false}, {"lost after the ack", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sent := make(chan error, 1)
+				p := newPair(t, func(c *supervisor.Config) {
+					c.OnMessage = func(ctx context.Context, tun *supervisor.Tunnel, msg *messages.TunnelMessage) {
+						sent <- tun.Send(ctx, &messages.TunnelMessage{Type: messages.TypeResponse, MessageID: msg.MessageID, Status: 200,
+							BodyStream: strings.NewReader("the whole speech")})
+					}
+				}, nil)
+				p.bothUp()
+				_ = p.stubs[0].Send(&wire.Frame{Type: wire.TypeRequest, MessageID: "speech", Method: "POST", Path: "/v1/tts"})
+				if err := <-sent; err != nil {
+					t.Fatalf("Send: %v", err)
+				}
+				if tc.ackFirst {
+					time.Sleep(supervisor.DefaultHeartbeatInterval) // fake time: a heartbeat goes and is acked
+				}
+				synctest.Wait()
+				p.stubs[0].SetMode(relaystub.HTTPStatus)
+				p.stubs[0].SetHTTPStatus(503)
+				p.stubs[0].DropAll()
+				p.until(0, messages.Disconnected)
+				synctest.Wait()
+				asked := countFrames(p.stubs[1], wire.TypeStreamResume)
+				if tc.ackFirst {
+					if asked != 0 {
+						t.Fatalf("%d stream_resume after the relay acked past the stream's end, want none", asked)
+					}
+					return
+				}
+				if asked != 1 {
+					t.Fatalf("%d stream_resume, want 1", asked)
+				}
+				// The relay lost the last 6 bytes and the end with the connection.
+				_ = p.stubs[1].Send(&wire.Frame{Type: wire.TypeStreamResume, MessageID: "speech", Offset: int64(len("the whole ")), Bytes: 1 << 20})
+				synctest.Wait()
+				rest, ended := chunksOf(p.stubs[1], "speech")
+				if string(rest) != "speech" || !ended {
+					t.Fatalf("relay B got %q (ended %v), want the lost tail and the end", rest, ended)
+				}
+			})
+		})
+	}
+}

@@ -234,6 +234,9 @@ func (t *Tunnel) lost(conn, epoch int, f *messages.ConnectionFailed) {
 		}
 	}
 	t.fail(err, on)
+	for _, out := range t.unlinger(func(l lingering) bool { return on(l.out.route()) }) {
+		t.finish(out)
+	}
 }
 
 // failAll fails everything in flight with err: the tunnel stopped.
@@ -245,6 +248,7 @@ func (t *Tunnel) failAll(err error) {
 		delete(t.pending, id)
 	}
 	t.fail(err, func(route) bool { return true })
+	t.unlinger(func(lingering) bool { return true })
 }
 
 // fail fails the streams and handlers whose route matches; t.mu is held.

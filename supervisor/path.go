@@ -79,6 +79,7 @@ func (p *path) Receive(ctx actor.Context) {
 	case *connectionFailed:
 		p.connectionFailed(ctx, m.f)
 	case *messages.HeartbeatAck:
+		p.hooks.acked(p.conn, m)
 		ctx.Send(p.child(childHeartbeat), m)
 	case *messages.SendHeartbeat, *messages.Stale:
 		ctx.Send(p.child(childConnection), m)

@@ -17,6 +17,9 @@ type hooks struct {
 	deliver func(*messages.Inbound)
 	lost    func(conn, epoch int, f *messages.ConnectionFailed)
 	state   func(messages.StateChanged)
+	// acked hears every heartbeat_ack: the relay has read all that the
+	// connection wrote before that heartbeat.
+	acked func(conn int, ack *messages.HeartbeatAck)
 	// begun reports whether the Tunnel knows the root's PID: a root that a
 	// host's supervisor restarted spawns its paths again at once.
 	begun func() bool

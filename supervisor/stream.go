@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
@@ -310,3 +311,82 @@ func (t *Tunnel) resumed(f *wire.Frame, via route) bool {
 	answers <- a
 	return true
 }
+
+// maxLingerBytes bounds the bytes kept by streams that are sent whole but
+// whose end the relay may not have read yet: past it the oldest give up
+// their protection.
+const maxLingerBytes = 32 << 20
+
+// lingering is a resumable stream sent to its end at endAt. Written is
+// not read: should its connection be lost before the relay reads the end
+// (a reset drops what the sockets held), the stream moves like any other
+// and its tail and end go again. The relay's ack of a heartbeat sent after
+// endAt proves the end was read (one connection's frames are read in
+// order).
+type lingering struct {
+	out   *outStream
+	endAt time.Time
+	size  int64
+}
+
+// linger keeps out, sent whole, until its end is surely read.
+func (t *Tunnel) linger(out *outStream) {
+	out.mu.Lock()
+	size := int64(len(out.replay))
+	out.mu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lingering = append(t.lingering, lingering{out: out, endAt: time.Now(), size: size})
+	t.lingerSize += size
+	for t.lingerSize > maxLingerBytes && len(t.lingering) > 0 {
+		t.lingerSize -= t.lingering[0].size
+		t.lingering = t.lingering[1:]
+	}
+}
+
+// acked lets go of the streams on conn whose end came before the
+// heartbeat the relay acked.
+func (t *Tunnel) acked(conn int, ack *messages.HeartbeatAck) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.unlinger(func(l lingering) bool {
+		return l.out.route().conn == conn && l.endAt.UnixMilli() < ack.Timestamp
+	})
+}
+
+// unlinger drops the lingering streams that match; t.mu is held.
+func (t *Tunnel) unlinger(match func(lingering) bool) []*outStream {
+	var dropped []*outStream
+	kept := t.lingering[:0]
+	for _, l := range t.lingering {
+		if match(l) {
+			t.lingerSize -= l.size
+			dropped = append(dropped, l.out)
+			continue
+		}
+		kept = append(kept, l)
+	}
+	clear(t.lingering[len(kept):])
+	t.lingering = kept
+	return dropped
+}
+
+// finish moves a stream that was sent whole off a lost connection, and
+// sends there what the relay lacks of it, and its end. t.mu is held.
+func (t *Tunnel) finish(out *outStream) {
+	if t.stopped.Load() {
+		return
+	}
+	t.handlers.Add(1)
+	go func() {
+		defer t.handlers.Done()
+		if err := t.sendBody(t.baseCtx, out, eof{}); err != nil {
+			t.log.WithError(err).WithField("message_id", out.id).Debug("A stream's end was lost with its connection")
+		}
+	}()
+}
+
+// eof is an empty body: finish only sends what a move finds missing.
+type eof struct{}
+
+func (eof) Read([]byte) (int, error) { return 0, io.EOF }

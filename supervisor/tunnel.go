@@ -71,6 +71,8 @@ type Tunnel struct {
 	resuming   map[string]*outStream      // streams waiting for the relay to answer a stream_resume
 	ended      map[int]int                // connection -> its last authenticated session that ended
 	resumable  map[int]bool               // connection -> its relay keeps cut response streams
+	lingering  []lingering                // resumable streams sent whole, until the relay has surely read their end
+	lingerSize int64                      // the bytes they keep
 }
 
 // key names a message on one connection.
@@ -186,7 +188,7 @@ func newTunnel(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 func (t *Tunnel) props() *actor.Props {
 	e := env{
 		cfg:      t.cfg,
-		hooks:    hooks{deliver: t.deliver, lost: t.lost, state: t.stateChanged, begun: t.begun.Load},
+		hooks:    hooks{deliver: t.deliver, lost: t.lost, state: t.stateChanged, acked: t.acked, begun: t.begun.Load},
 		instance: uuid.NewString(),
 	}
 	return actor.PropsFromProducer(func() actor.Actor { return newRoot(e) })
@@ -253,7 +255,13 @@ func (t *Tunnel) send(ctx context.Context, msg *messages.TunnelMessage) (route, 
 		}
 		t.mu.Unlock()
 	}()
-	return via, t.sendBody(ctx, out, body)
+	if err := t.sendBody(ctx, out, body); err != nil {
+		return via, err
+	}
+	if out.resumable {
+		t.linger(out)
+	}
+	return out.route(), nil
 }
 
 // routeOf pins an answer to the route of the request it answers: the
