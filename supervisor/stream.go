@@ -30,9 +30,11 @@ type outStream struct {
 	win *wire.SendWindow
 	via route
 	// replay holds the stream's bytes from offset base to sent: those sent
-	// and not yet granted back, which the relay may not have. Only a
-	// resumable stream keeps them; the window bounds them.
-	replay       []byte
+	// and not yet granted back, which the relay may not have. They are the
+	// encoded chunks' own bytes, shared with the writer, which never
+	// changes them: keeping them copies nothing. Only a resumable stream
+	// keeps them; the window bounds them.
+	replay       [][]byte
 	base, sent   int64
 	grantedTotal int64
 	// A move to another connection: started by whoever notices the loss
@@ -69,18 +71,31 @@ func (o *outStream) record(chunk []byte) {
 	defer o.mu.Unlock()
 	o.sent += int64(len(chunk))
 	if o.resumable {
-		o.replay = append(o.replay, chunk...)
+		o.replay = append(o.replay, chunk)
 	}
 }
+
+// kept is how many bytes replay holds; o.mu is held.
+func (o *outStream) kept() int64 { return o.sent - o.base }
 
 // granted takes a window_update: the relay's consumer has read n more
 // bytes, which therefore never need sending again.
 func (o *outStream) granted(n int64) {
 	o.mu.Lock()
 	o.grantedTotal += n
-	if drop := min(o.grantedTotal-o.base, int64(len(o.replay))); drop > 0 {
-		o.replay = append([]byte(nil), o.replay[drop:]...)
-		o.base += drop
+	if o.resumable {
+		for drop := min(o.grantedTotal, o.sent) - o.base; drop > 0 && len(o.replay) > 0; {
+			first := o.replay[0]
+			if int64(len(first)) > drop {
+				o.replay[0] = first[drop:]
+				o.base += drop
+				break
+			}
+			o.replay[0] = nil
+			o.replay = o.replay[1:]
+			o.base += int64(len(first))
+			drop -= int64(len(first))
+		}
 	}
 	win := o.win
 	o.mu.Unlock()
@@ -94,12 +109,21 @@ func (o *outStream) granted(n int64) {
 func (o *outStream) moved(via route, offset, credit int64) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if offset < o.base || offset > o.sent {
+	if !o.resumable || offset < o.base || offset > o.sent {
 		return fmt.Errorf("%w: the relay resumed stream %s at byte %d, outside the %d to %d this side still has", messages.ErrConnectionLost, o.id, offset, o.base, o.sent)
 	}
 	o.via = via
 	o.win = wire.NewSendWindow(credit)
-	o.again = append([]byte(nil), o.replay[offset-o.base:]...)
+	o.again = make([]byte, 0, o.sent-offset)
+	skip := offset - o.base
+	for _, chunk := range o.replay {
+		if skip >= int64(len(chunk)) {
+			skip -= int64(len(chunk))
+			continue
+		}
+		o.again = append(o.again, chunk[skip:]...)
+		skip = 0
+	}
 	return nil
 }
 
@@ -227,13 +251,12 @@ func (t *Tunnel) push(ctx context.Context, p *pipeline, out *outStream, data *[]
 		if err != nil {
 			return err
 		}
-		chunk := (*data)[:k]
-		if record {
-			out.record(chunk)
-		}
-		encoded, err := wire.EncodeChunk(out.id, chunk)
+		encoded, err := wire.EncodeChunk(out.id, (*data)[:k])
 		if err != nil {
 			return err
+		}
+		if record {
+			out.record(encoded[len(encoded)-k:])
 		}
 		if err := p.write(ctx, true, encoded); err != nil {
 			return err
@@ -332,7 +355,7 @@ type lingering struct {
 // linger keeps out, sent whole, until its end is surely read.
 func (t *Tunnel) linger(out *outStream) {
 	out.mu.Lock()
-	size := int64(len(out.replay))
+	size := out.kept()
 	out.mu.Unlock()
 	t.mu.Lock()
 	defer t.mu.Unlock()
