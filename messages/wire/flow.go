@@ -205,19 +205,6 @@ func (w *SendWindow) Grant(n int64) {
 	w.changed = make(chan struct{})
 }
 
-// Reset sets the credit to n: the receiver's own count, sent on a
-// stream_resume, replaces the sender's.
-func (w *SendWindow) Reset(n int64) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		return
-	}
-	w.credit = max(n, 0)
-	close(w.changed)
-	w.changed = make(chan struct{})
-}
-
 // Close fails every waiting and later Acquire with err (io.ErrClosedPipe if
 // err is nil): the stream was aborted or the tunnel lost. Only the first
 // Close counts.
