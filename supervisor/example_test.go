@@ -151,13 +151,22 @@ func ExampleSpawnUnder() {
 	cfg := supervisor.DefaultConfig()
 	cfg.RelayURL = "ws://" + r.Addr().String() + "/tunnel"
 	cfg.APIKey = "example-key-ZXhhbXBsZSBrZXk"
+	up := make(chan struct{}, cfg.Connections)
+	cfg.OnStateChange = func(s messages.StateChanged) {
+		if s.State == messages.Authenticated {
+			select {
+			case up <- struct{}{}:
+			default: // OnStateChange must never block
+			}
+		}
+	}
 	started := make(chan *supervisor.Tunnel, 1)
 	host := system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &hostActor{cfg: cfg, started: started} }))
 	t := <-started
 	defer t.Stop(context.Background())
 
-	for t.Status().ReadyConnections < cfg.Connections {
-		time.Sleep(10 * time.Millisecond)
+	for range cfg.Connections {
+		<-up
 	}
 	fmt.Println(strings.HasPrefix(t.PID().Id, host.Id+"/"), t.Status().ReadyConnections)
 	// Output: true 2
