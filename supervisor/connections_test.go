@@ -505,8 +505,13 @@ func TestResponseStreamMovesToTheOtherConnection(t *testing.T) {
 					}
 					return
 				}
-				// The relay has all but the last 5 bytes: those come again.
-				_ = p.stubs[1].Send(&wire.Frame{Type: wire.TypeStreamResume, MessageID: "speech", Offset: int64(len("first ")), Bytes: 1 << 20})
+				// The relay grants through its new connection as soon as it
+				// has the stream, which may be before its answer: that grant
+				// is not in the answer's credit (5 bytes here), and the
+				// stream would stall without it. The relay has all but the
+				// last 5 bytes: those come again.
+				_ = p.stubs[1].Send(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: "speech", Bytes: 1 << 20})
+				_ = p.stubs[1].Send(&wire.Frame{Type: wire.TypeStreamResume, MessageID: "speech", Offset: int64(len("first ")), Bytes: 5})
 				_, _ = write.Write([]byte("second part"))
 				_ = write.Close()
 				if err := <-sent; err != nil {

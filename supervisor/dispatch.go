@@ -77,11 +77,16 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 	case wire.TypeWindowUpdate:
 		t.mu.Lock()
 		out := t.outStreams[k]
+		moving := t.resuming[f.MessageID]
 		t.mu.Unlock()
 		// A grant for a stream that just ended is normal (it crossed the
 		// stream's end on the wire): no error for an unknown id.
-		if out != nil && f.Bytes > 0 {
+		switch {
+		case f.Bytes < 1:
+		case out != nil && out.route() == via:
 			out.granted(f.Bytes)
+		case moving != nil:
+			moving.grantedEarly(via, f.Bytes)
 		}
 	default:
 		t.log.WithField("type", f.Type).Debug("Ignoring frame")

@@ -44,6 +44,11 @@ type outStream struct {
 	moveErr error         // why the last move failed
 	again   []byte        // what the relay lacks after the last move, for the sender to send first
 	answers chan resumeAnswer
+	// early counts window_updates that came on a route before the relay's
+	// stream_resume answer there: the relay grants through the new
+	// connection as soon as it has the stream, and its answer's credit
+	// does not count those grants.
+	early map[route]int64
 }
 
 // resumeAnswer is how the relay answered a stream_resume.
@@ -102,6 +107,17 @@ func (o *outStream) granted(n int64) {
 	win.Grant(n)
 }
 
+// grantedEarly keeps a window_update that came on via while the stream
+// waits for the relay's answer to a stream_resume.
+func (o *outStream) grantedEarly(via route, n int64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.early == nil {
+		o.early = map[route]int64{}
+	}
+	o.early[via] += n
+}
+
 // moved takes the relay's stream_resume answer: from here the stream goes
 // on over via, from offset, with credit bytes of window. It runs on the
 // mailbox of via's path, so that no window_update the relay sends after
@@ -113,7 +129,8 @@ func (o *outStream) moved(via route, offset, credit int64) error {
 		return fmt.Errorf("%w: the relay resumed stream %s at byte %d, outside the %d to %d this side still has", messages.ErrConnectionLost, o.id, offset, o.base, o.sent)
 	}
 	o.via = via
-	o.win = wire.NewSendWindow(credit)
+	o.win = wire.NewSendWindow(credit + o.early[via])
+	o.early = nil
 	o.again = make([]byte, 0, o.sent-offset)
 	skip := offset - o.base
 	for _, chunk := range o.replay {
