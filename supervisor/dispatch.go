@@ -180,7 +180,10 @@ func (t *Tunnel) handle(msg *messages.TunnelMessage, via route) {
 	ctx, cancel := context.WithCancel(t.baseCtx)
 	isRequest := msg.Type == messages.TypeRequest
 	k := key{conn: via.conn, id: msg.MessageID}
-	h := &handled{cancel: cancel, key: k, via: via}
+	h := &handled{id: msg.MessageID, cancel: cancel, key: k, via: via}
+	if isRequest {
+		ctx = context.WithValue(ctx, handlerKey{}, h)
+	}
 	if isRequest {
 		t.mu.Lock()
 		_, dup := t.handling[k]

@@ -84,7 +84,7 @@ type key struct {
 // route is the connection and authenticated session a message travels on.
 type route struct{ conn, epoch int }
 
-// any is the route of a frame that may take any connection.
+// anyRoute is the route of a frame that may take any connection.
 var anyRoute = route{conn: -1}
 
 type pendingRequest struct {
@@ -101,6 +101,7 @@ type inStream struct {
 }
 
 type handled struct {
+	id     string
 	cancel context.CancelFunc
 	key    key // where it is in handling: its response stream may move it
 	via    route
@@ -228,7 +229,7 @@ func (t *Tunnel) send(ctx context.Context, msg *messages.TunnelMessage) (route, 
 	if err != nil {
 		return route{}, err
 	}
-	to := t.routeOf(f)
+	to := t.routeOf(ctx, f)
 	if body == nil {
 		return t.write(ctx, false, wire.MustEncode(f), to)
 	}
@@ -267,7 +268,7 @@ func (t *Tunnel) send(ctx context.Context, msg *messages.TunnelMessage) (route, 
 // routeOf pins an answer to the route of the request it answers: the
 // relay's request the host is handling, or the host's own request being
 // cancelled. Anything else may take any connection.
-func (t *Tunnel) routeOf(f *wire.Frame) route {
+func (t *Tunnel) routeOf(ctx context.Context, f *wire.Frame) route {
 	if f.Type == wire.TypeRequest {
 		return anyRoute
 	}
@@ -276,17 +277,24 @@ func (t *Tunnel) routeOf(f *wire.Frame) route {
 	if p := t.pending[f.MessageID]; p != nil && p.sent && f.Type == wire.TypeCancel {
 		return p.via
 	}
-	// A handler answers on its own route; when the relay sent the same id
-	// on several connections (a retry), the newest session is the one
-	// still waiting.
-	found, best := false, anyRoute
+	// A handler answers on its own request's route, which its context
+	// carries: the relay may have sent the same id on another connection
+	// too (a retry).
+	if h, ok := ctx.Value(handlerKey{}).(*handled); ok && h.id == f.MessageID {
+		return h.via
+	}
+	// An answer from outside a handler: the route of a request with that
+	// id still being handled, if there is one.
 	for k, h := range t.handling {
-		if k.id == f.MessageID && (!found || h.via.epoch > best.epoch) {
-			found, best = true, h.via
+		if k.id == f.MessageID {
+			return h.via
 		}
 	}
-	return best
+	return anyRoute
 }
+
+// handlerKey is the context key of the request a handler is answering.
+type handlerKey struct{}
 
 // streamPipelineDepth is how many chunks of one stream may be on their way
 // to the socket at once. Waiting for each chunk's write before reading the
