@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"math"
 	"net/url"
 	"slices"
 
@@ -76,7 +77,7 @@ func aggregate(cfg Config, each []Status) Status {
 			s.ReadyConnections++
 		}
 		s.Connections = append(s.Connections, messages.ConnectionStatus{
-			Index: i, RelayURL: redact(cfg.URLOf(i)), State: c.State, Connected: c.Connected,
+			Index: i, RelayURL: RedactURL(cfg.URLOf(i)), State: c.State, Connected: c.Connected,
 			Health: c.Health, CircuitBreaker: c.CircuitBreaker,
 		})
 
@@ -88,8 +89,8 @@ func aggregate(cfg Config, each []Status) Status {
 		for name, n := range ch.FailureTypes {
 			h.FailureTypes[name] += n
 		}
-		h.TimeSinceLastSuccess = least(h.TimeSinceLastSuccess, ch.TimeSinceLastSuccess)
-		h.Uptime = most(h.Uptime, ch.Uptime)
+		h.TimeSinceLastSuccess = either(h.TimeSinceLastSuccess, ch.TimeSinceLastSuccess, math.Min)
+		h.Uptime = either(h.Uptime, ch.Uptime, math.Max)
 		connected += ch.MeanConnectedTime * float64(max(ch.Successes-boolInt(c.State == messages.Authenticated), 0))
 		connectTimes += ch.MeanConnectTime * float64(ch.Successes)
 		if ch.MeanHeartbeatRTT > 0 {
@@ -144,32 +145,22 @@ func boolInt(b bool) int {
 	return 0
 }
 
-// least is the smaller of two optional values.
-func least(a, b *float64) *float64 {
+// either combines two optional values with pick; a missing one yields
+// the other.
+func either(a, b *float64, pick func(x, y float64) float64) *float64 {
 	switch {
 	case a == nil:
 		return b
 	case b == nil:
 		return a
 	}
-	return ptr(min(*a, *b))
+	v := pick(*a, *b)
+	return &v
 }
 
-// most is the larger of two optional values.
-func most(a, b *float64) *float64 {
-	switch {
-	case a == nil:
-		return b
-	case b == nil:
-		return a
-	}
-	return ptr(max(*a, *b))
-}
-
-func ptr(f float64) *float64 { return &f }
-
-// redact hides a password in a relay URL.
-func redact(raw string) string {
+// RedactURL hides any password in a URL, for logs and the status; a URL
+// that does not parse is not shown at all.
+func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparsable URL)"

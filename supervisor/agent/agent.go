@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -162,7 +161,7 @@ func start(cfg Config) (*Agent, error) {
 		"relays":      strings.Join(redactedAll(cfg.Tunnel.URLs()), ","),
 		"connections": cfg.Tunnel.Connections,
 		"tunnel":      cfg.Tunnel.Tunnel,
-		"forward":     redacted(cfg.Forward),
+		"forward":     supervisor.RedactURL(cfg.Forward),
 	}
 	if ln := cfg.Listener; ln != nil {
 		a.srv = &http.Server{
@@ -239,19 +238,10 @@ func (a *Agent) shutdown(ctx context.Context) error {
 	return err
 }
 
-// redacted hides a password in a URL.
-func redacted(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
-}
-
 func redactedAll(raws []string) []string {
 	out := make([]string, len(raws))
 	for i, raw := range raws {
-		out[i] = redacted(raw)
+		out[i] = supervisor.RedactURL(raw)
 	}
 	return out
 }

@@ -234,7 +234,6 @@ func TestRequestsDuringARelayRestartAreHeldAndSucceed(t *testing.T) {
 	harness.CloseRelay(t, r1)
 	harness.Eventually(t, patience, "the supervisor to notice", func() bool { return !tn.Status().Connected })
 	r2 := w.startRelay(addr, hold)
-	sent := time.Now()
 	codes := make(chan int, 8)
 	for i := range cap(codes) {
 		go func() {
@@ -247,13 +246,12 @@ func TestRequestsDuringARelayRestartAreHeldAndSucceed(t *testing.T) {
 			codes <- resp.StatusCode
 		}()
 	}
+	// A 200 is itself the proof that the request was held no longer than
+	// the hold timeout: past it the relay answers 503.
 	for range cap(codes) {
 		if code := <-codes; code != http.StatusOK {
 			t.Errorf("a request sent while the tunnel reconnected got %d, want 200", code)
 		}
-	}
-	if waited := time.Since(sent); waited > 10*retry {
-		t.Errorf("held requests took %v, beyond the hold timeout", waited)
 	}
 }
 
