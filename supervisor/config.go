@@ -29,11 +29,13 @@ const (
 	DefaultMaxQueue           = 128
 	DefaultReconnectBaseDelay = 500 * time.Millisecond
 	DefaultReconnectMaxDelay  = 120 * time.Second
-	DefaultPingInterval       = 15 * time.Second
-	DefaultPongTimeout        = 30 * time.Second
-	DefaultCloseTimeout       = 10 * time.Second
-	DefaultWriteTimeout       = 10 * time.Second
-	DefaultClient             = "tunnel-supervisor/0.1"
+	// DefaultPingInterval is 0: no WebSocket pings, the heartbeat frames
+	// are the one keepalive (see connection.DefaultPingInterval).
+	DefaultPingInterval = 0
+	DefaultPongTimeout  = 30 * time.Second
+	DefaultCloseTimeout = 10 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultClient       = "tunnel-supervisor/0.1"
 	// DefaultResumeTimeout bounds the move of a cut response stream to
 	// another connection: the relay keeps a cut stream 15 s by default.
 	DefaultResumeTimeout = 15 * time.Second
@@ -114,7 +116,7 @@ type Config struct {
 	ReconnectBaseDelay time.Duration   // Exponential only; default 0.5 s
 	ReconnectMaxDelay  time.Duration   // Exponential only; default 120 s
 
-	PingInterval time.Duration // WebSocket ping; default 15 s
+	PingInterval time.Duration // WebSocket ping period; default 0, none (heartbeats keep the connection alive)
 	PongTimeout  time.Duration // no pong or frame for this long: NETWORK_ERROR; default 30 s
 	WriteTimeout time.Duration // per WebSocket message; default 10 s
 	CloseTimeout time.Duration // bounds the close handshake of Stop; default 10 s
@@ -272,13 +274,16 @@ func (c Config) Validate() error {
 		{"ConnectTimeout", c.ConnectTimeout}, {"RetryDelay", c.RetryDelay},
 		{"AuthRetryDelay", c.AuthRetryDelay}, {"BreakerRecovery", c.BreakerRecovery},
 		{"ReconnectBaseDelay", c.ReconnectBaseDelay}, {"ReconnectMaxDelay", c.ReconnectMaxDelay},
-		{"PingInterval", c.PingInterval}, {"PongTimeout", c.PongTimeout},
+		{"PongTimeout", c.PongTimeout},
 		{"WriteTimeout", c.WriteTimeout}, {"CloseTimeout", c.CloseTimeout},
 		{"ResumeTimeout", c.ResumeTimeout},
 	} {
 		if d.v <= 0 {
 			return bad("%s must be positive, got %v", d.name, d.v)
 		}
+	}
+	if c.PingInterval < 0 {
+		return bad("PingInterval must not be negative, got %v", c.PingInterval)
 	}
 	if c.HeartbeatTimeout <= c.HeartbeatInterval {
 		return bad("HeartbeatTimeout (%v) must exceed HeartbeatInterval (%v)", c.HeartbeatTimeout, c.HeartbeatInterval)

@@ -33,7 +33,7 @@ func TestDefaultConfigHoldsTheSeedDefaults(t *testing.T) {
 		{"ReconnectPolicy", c.ReconnectPolicy, Flat},
 		{"ReconnectBaseDelay", c.ReconnectBaseDelay, 500 * time.Millisecond},
 		{"ReconnectMaxDelay", c.ReconnectMaxDelay, 120 * time.Second},
-		{"PingInterval", c.PingInterval, 15 * time.Second},
+		{"PingInterval", c.PingInterval, time.Duration(0)},
 		{"PongTimeout", c.PongTimeout, 30 * time.Second},
 		{"CloseTimeout", c.CloseTimeout, 10 * time.Second},
 		{"Tunnel", c.Tunnel, "default"},

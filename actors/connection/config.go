@@ -15,11 +15,14 @@ import (
 // Defaults of Config: the seed's "Fiber/LAN Optimized" column and PROTOCOL.md.
 const (
 	DefaultConnectTimeout = 10 * time.Second
-	DefaultPingInterval   = 15 * time.Second
-	DefaultPongTimeout    = 30 * time.Second
-	DefaultWriteTimeout   = 10 * time.Second
-	DefaultCloseTimeout   = 10 * time.Second
-	DefaultBufferSize     = 64 << 10
+	// DefaultPingInterval is 0: no WebSocket pings. The supervisor's
+	// heartbeat frames (every 15 s) keep the connection alive and prove it,
+	// so pings would only double the idle traffic.
+	DefaultPingInterval = 0
+	DefaultPongTimeout  = 30 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultCloseTimeout = 10 * time.Second
+	DefaultBufferSize   = 64 << 10
 )
 
 // Config configures the connection actor. Props fills every zero field but
@@ -42,7 +45,9 @@ type Config struct {
 	// ConnectTimeout bounds TCP connect, TLS, the upgrade and the wait for
 	// the auth reply, all counted from the start of the dial; default 10 s.
 	ConnectTimeout time.Duration
-	PingInterval   time.Duration // WebSocket ping period once authenticated; default 15 s
+	// PingInterval is the WebSocket ping period once authenticated; default
+	// 0, none (the heartbeat frames are the keepalive).
+	PingInterval time.Duration
 	// PongTimeout is how long the connection lives without a pong or any
 	// message from the relay; default 30 s.
 	PongTimeout  time.Duration
@@ -63,7 +68,7 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default set: Tunnel "default",
-// ConnectTimeout 10 s, PingInterval 15 s, PongTimeout 30 s, WriteTimeout
+// ConnectTimeout 10 s, no pings, PongTimeout 30 s, WriteTimeout
 // 10 s, CloseTimeout 10 s, ReadLimit 16 MiB, write and read buffers 64 KiB,
 // the real network and a discarding logger. Set URL and APIKey.
 func DefaultConfig() Config {
@@ -86,7 +91,7 @@ func (c Config) withDefaults() Config {
 		c.Tunnel = d.Tunnel
 	}
 	c.ConnectTimeout = orDefault(c.ConnectTimeout, d.ConnectTimeout)
-	c.PingInterval = orDefault(c.PingInterval, d.PingInterval)
+	c.PingInterval = max(c.PingInterval, 0)
 	c.PongTimeout = orDefault(c.PongTimeout, d.PongTimeout)
 	c.WriteTimeout = orDefault(c.WriteTimeout, d.WriteTimeout)
 	c.CloseTimeout = orDefault(c.CloseTimeout, d.CloseTimeout)

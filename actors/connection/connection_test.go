@@ -51,6 +51,9 @@ func newBubble(t *testing.T) *bubble {
 	cfg.URL, cfg.APIKey, cfg.Client = stub.URL(), apiKey, "test/1"
 	cfg.ReadLimit = readLimit
 	cfg.NetDialContext = n.DialContext
+	// The heartbeat actor, whose frames keep a real connection alive, is
+	// not here: pings stand in for it.
+	cfg.PingInterval = 15 * time.Second
 	return &bubble{t: t, system: system, p: p, net: n, stub: stub, cfg: cfg}
 }
 
@@ -396,6 +399,28 @@ func TestRestartAfterFailureReconnects(t *testing.T) {
 			t.Fatalf("stub saw %d connections, want 2", got)
 		}
 		b.p.ExpectNoMsg(time.Minute)
+	})
+}
+
+// By default the connection sends no pings: the heartbeat frames are the
+// keepalive, and without any message from the relay the connection fails
+// PongTimeout after auth_ok.
+func TestNoPingsByDefault(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newBubble(t)
+		b.cfg.PingInterval = connection.DefaultPingInterval
+		pid := b.spawn()
+		_, env := probe.Expect[*messages.StateChanged](b.p)
+		start := env.At
+		b.expectStatesFrom(messages.Connected)
+		cf, at := b.expectFailure(pid)
+		if cf.Type != messages.NetworkError || at.Sub(start) != 30*time.Second {
+			t.Fatalf("failure %v after %v, want NETWORK_ERROR after exactly 30s", cf, at.Sub(start))
+		}
+		if got := b.stub.Pings(); got != 0 {
+			t.Fatalf("%d pings, want none", got)
+		}
+		b.stop(pid)
 	})
 }
 

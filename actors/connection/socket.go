@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
@@ -28,11 +29,12 @@ type socket struct {
 	quit       chan struct{} // closed to stop the writer
 	readerDone chan struct{} // closed when the dial-and-read goroutine ends
 	wg         sync.WaitGroup
-	stopped    bool // quit closed and ctx cancelled
-	aborted    bool // torn down after a failure
+	stopped    bool                 // quit closed and ctx cancelled
+	aborted    bool                 // torn down after a failure
+	written    []*messages.Outbound // the writer's batch awaiting its flush, kept for reuse
 
 	mu      sync.Mutex
-	netConn net.Conn
+	netConn *batchconn.Conn
 	ws      *websocket.Conn
 	closed  bool
 }
@@ -127,8 +129,8 @@ func (s *socket) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		c.Close()
 		return nil, net.ErrClosed
 	}
-	s.netConn = c
-	return c, nil
+	s.netConn = batchconn.New(c)
+	return s.netConn, nil
 }
 
 // awaitAuth reads the relay's answer to the auth frame.
@@ -188,16 +190,21 @@ func (s *socket) read(ws *websocket.Conn, send func(any)) error {
 }
 
 // write is the socket's only writer once authenticated: queued frames in
-// order, and a ping every PingInterval. Runs in its own goroutine.
+// order, and a ping every PingInterval if it is set. Runs in its own
+// goroutine.
 func (s *socket) write(ws *websocket.Conn, send func(any)) {
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
+	var pings <-chan time.Time
+	if s.cfg.PingInterval > 0 {
+		ping := time.NewTicker(s.cfg.PingInterval)
+		defer ping.Stop()
+		pings = ping.C
+	}
 	for {
 		var err error
 		select {
 		case <-s.quit:
 			return
-		case <-ping.C:
+		case <-pings:
 			err = ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.cfg.WriteTimeout))
 		case <-s.queue.ready:
 			err = s.writeQueued(ws)
@@ -213,12 +220,18 @@ func (s *socket) write(ws *websocket.Conn, send func(any)) {
 	}
 }
 
-// writeQueued writes every queued frame, skipping those whose caller gave up.
+// writeQueued writes every queued frame, skipping those whose caller gave
+// up. Frames queued together leave in one system call (see batchconn); each
+// sender hears once its frame is on its way, or why not.
 func (s *socket) writeQueued(ws *websocket.Conn) error {
-	for {
+	conn := s.batchConn()
+	conn.Hold()
+	written := s.written[:0]
+	var err error
+	for err == nil {
 		it, ok := s.queue.pop()
 		if !ok {
-			return nil
+			break
 		}
 		o := it.out
 		if o.Ctx != nil && o.Ctx.Err() != nil {
@@ -230,12 +243,31 @@ func (s *socket) writeQueued(ws *websocket.Conn) error {
 			messageType = websocket.BinaryMessage
 		}
 		_ = ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		if err := ws.WriteMessage(messageType, o.Data); err != nil {
+		if err = ws.WriteMessage(messageType, o.Data); err != nil {
 			o.Answer(fmt.Errorf("%w: %w", messages.ErrConnectionLost, err))
-			return err
+			break
 		}
-		o.Answer(nil)
+		written = append(written, o)
 	}
+	if ferr := conn.Flush(); err == nil {
+		err = ferr
+	}
+	var answer error
+	if err != nil {
+		answer = fmt.Errorf("%w: %w", messages.ErrConnectionLost, err)
+	}
+	for i, o := range written {
+		o.Answer(answer)
+		written[i] = nil
+	}
+	s.written = written[:0]
+	return err
+}
+
+func (s *socket) batchConn() *batchconn.Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.netConn
 }
 
 func (s *socket) setWebSocket(ws *websocket.Conn) bool {

@@ -93,7 +93,8 @@ type Config struct {
 	AuthTimeout time.Duration
 	// HeartbeatTimeout drops a supervisor that sent nothing for it: 30 s.
 	HeartbeatTimeout time.Duration
-	// PingInterval is how often supervisors are pinged: 15 s.
+	// PingInterval is how often supervisors are pinged: 0, never (their
+	// heartbeat frames are the keepalive).
 	PingInterval time.Duration
 	// WriteTimeout bounds each write to a supervisor: 10 s.
 	WriteTimeout time.Duration

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
@@ -51,6 +52,7 @@ type Relay struct {
 	admin    *http.Server // nil without an admin listener
 	adminLn  net.Listener
 	upgrader websocket.Upgrader
+	ids      *requestIDs // message ids of public requests
 
 	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
 	handlers  tracker        // HTTP handlers running
@@ -95,6 +97,7 @@ func Start(cfg Config) (*Relay, error) {
 	budget := wire.NewBudget(cfg.MaxBuffered)
 	m := newMetrics(keys, budget)
 	r := &Relay{
+		ids:      newRequestIDs(),
 		cfg:      cfg,
 		log:      cfg.Logger.WithField("actor", "relay"),
 		metrics:  m,
@@ -126,9 +129,11 @@ func Start(cfg Config) (*Relay, error) {
 		TLSConfig:         tlsConfig,
 		ErrorLog:          errorLog,
 	}
-	public := ln
+	// Supervisor sessions batch their writes (see batchconn); public
+	// requests' writes pass straight through.
+	public := batchconn.Listen(ln)
 	if cfg.ProxyProtocol {
-		public = r.proxies.proxyProtocol(ln)
+		public = r.proxies.proxyProtocol(public)
 	}
 	go func() {
 		if tlsConfig != nil {

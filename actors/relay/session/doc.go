@@ -35,8 +35,8 @@
 // or refused at the relay's or the tunnel's session limit (the reason says
 // which), and 1000 when a newer session of the same supervisor connection
 // replaces it. A supervisor that sends nothing at all (no frame,
-// no pong) for the heartbeat timeout is dropped; the writer pings it every
-// ping interval. A supervisor that lets more than MaxReplyQueue bytes of
+// no pong) for the heartbeat timeout is dropped; its heartbeats are the
+// keepalive, and the writer pings it only if a ping interval is set. A supervisor that lets more than MaxReplyQueue bytes of
 // answers pile up unread is dropped at once (SLOW_READER). Unknown frame
 // types, and frames about message ids the session does not know, are
 // answered with an error frame (once per id) and the session stays up.

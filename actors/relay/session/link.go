@@ -8,6 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
@@ -32,6 +33,7 @@ type (
 // link is a session's socket and the two goroutines that use it.
 type link struct {
 	conn    *websocket.Conn
+	batch   *batchconn.Conn // under conn, when the listener made one: frames drained together leave in one write
 	out     *outbox
 	cfg     Config
 	closing atomic.Bool // set by the actor once it closes: the goroutines stop reporting
@@ -49,7 +51,7 @@ type link struct {
 }
 
 func newLink(conn *websocket.Conn, cfg Config, report func(msg any)) *link {
-	l := &link{conn: conn, cfg: cfg, report: report, gate: make(chan struct{}), readerDone: make(chan struct{})}
+	l := &link{conn: conn, batch: batchconn.Find(conn.NetConn()), cfg: cfg, report: report, gate: make(chan struct{}), readerDone: make(chan struct{})}
 	l.out = newOutbox(cfg.MaxReplyQueue, l.backlogged)
 	return l
 }
@@ -150,12 +152,17 @@ func (l *link) deliver(kind int, data []byte) {
 // moment for the peer's answer, and closes the socket.
 func (l *link) write() {
 	defer l.cfg.Running.Done()
-	ping := time.NewTicker(l.cfg.PingInterval)
-	defer ping.Stop()
+	var pings <-chan time.Time
+	if l.cfg.PingInterval > 0 {
+		ping := time.NewTicker(l.cfg.PingInterval)
+		defer ping.Stop()
+		pings = ping.C
+	}
 	for {
 		// Looked at before draining: every frame queued before the close
 		// (an auth_error) then goes out before the close frame.
 		code, reason, closed := l.out.closing()
+		l.hold()
 		for {
 			f, out, ok := l.out.next()
 			if !ok {
@@ -177,19 +184,40 @@ func (l *link) write() {
 				}
 			}
 		}
+		if err := l.flush(); err != nil {
+			l.fail(err)
+			return
+		}
 		if closed {
 			l.shut(code, reason)
 			return
 		}
 		select {
 		case <-l.out.wake:
-		case <-ping.C:
+		case <-pings:
 			if err := l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.cfg.WriteTimeout)); err != nil {
 				l.fail(err)
 				return
 			}
 		}
 	}
+}
+
+// hold starts a batch: what the writer drains now leaves in one write.
+func (l *link) hold() {
+	if l.batch != nil {
+		l.batch.Hold()
+	}
+}
+
+// flush writes the batch. A frame in a batch that fails counts as written
+// (the supervisor may have read it), as does one whose write fails after
+// the kernel took it.
+func (l *link) flush() error {
+	if l.batch == nil {
+		return nil
+	}
+	return l.batch.Flush()
 }
 
 // writeMessage writes the control frame f, or the data message out when

@@ -25,8 +25,10 @@ const (
 	// DefaultHeartbeatTimeout is how long a supervisor may send nothing
 	// (no frame, no pong) before it is dropped: 30 s.
 	DefaultHeartbeatTimeout = 30 * time.Second
-	// DefaultPingInterval is how often the session pings its supervisor: 15 s.
-	DefaultPingInterval = 15 * time.Second
+	// DefaultPingInterval is 0: the session sends no WebSocket pings. The
+	// supervisor's heartbeat frames, every 15 s, keep the session alive and
+	// prove it to both sides; pings as well would double the idle traffic.
+	DefaultPingInterval = 0
 	// DefaultWriteTimeout bounds each write to the socket: 10 s.
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultAuthReadLimit is the largest message read before auth_ok: 4 KiB,
@@ -48,7 +50,7 @@ type Config struct {
 	AuthTimeout time.Duration
 	// HeartbeatTimeout, default DefaultHeartbeatTimeout (30 s).
 	HeartbeatTimeout time.Duration
-	// PingInterval, default DefaultPingInterval (15 s).
+	// PingInterval, default DefaultPingInterval (0: no pings).
 	PingInterval time.Duration
 	// WriteTimeout, default DefaultWriteTimeout (10 s).
 	WriteTimeout time.Duration
@@ -107,10 +109,13 @@ func (c Config) Validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"AuthTimeout", c.AuthTimeout}, {"HeartbeatTimeout", c.HeartbeatTimeout}, {"PingInterval", c.PingInterval}, {"WriteTimeout", c.WriteTimeout}} {
+	}{{"AuthTimeout", c.AuthTimeout}, {"HeartbeatTimeout", c.HeartbeatTimeout}, {"WriteTimeout", c.WriteTimeout}} {
 		if d.v <= 0 {
 			return fmt.Errorf("session: %s must be positive, got %v", d.name, d.v)
 		}
+	}
+	if c.PingInterval < 0 {
+		return fmt.Errorf("session: PingInterval must not be negative, got %v", c.PingInterval)
 	}
 	if c.ReadLimit < 1 {
 		return errors.New("session: ReadLimit must be positive")

@@ -90,7 +90,9 @@ func TestSilentSupervisorDroppedAfterExactlyTheHeartbeatTimeout(t *testing.T) {
 func TestPingsEveryIntervalAndPongsKeepTheSessionAlive(t *testing.T) {
 	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
 		start := time.Now()
-		h := newHarness(t, system, session.DefaultConfig(), true)
+		cfg := session.DefaultConfig()
+		cfg.PingInterval = 15 * time.Second
+		h := newHarness(t, system, cfg, true)
 		h.authenticate()
 		for i := 1; i <= 6; i++ {
 			select {

@@ -1,0 +1,146 @@
+// Package batchconn lets frames that are ready together leave in one system
+// call.
+//
+// A WebSocket library writes each message with its own write on the
+// connection: one system call per frame. Under load a writer often holds
+// several frames at once (responses of concurrent requests, a chunk and a
+// window update); writing them as one costs one system call instead of
+// several and fills TCP segments. A Conn wraps the network connection under
+// the WebSocket: its owner calls Hold before writing what it has queued and
+// Flush when its queue is empty, and everything written in between leaves
+// in one write (large writes go out at once, with what was held before them,
+// in one vectored write).
+//
+// Writes outside Hold and Flush pass straight through, so a Conn can carry
+// any protocol, and writes of other goroutines (a close frame, a pong) are
+// safe at any time: while held they join the batch.
+package batchconn
+
+import (
+	"net"
+	"sync"
+)
+
+// DefaultLimit is the most bytes a Conn holds before writing them: 64 KiB,
+// enough for dozens of small frames and under the window of one TCP send
+// buffer, so that holding never delays a write the socket could take.
+const DefaultLimit = 64 << 10
+
+// Conn is a net.Conn whose writes between Hold and Flush are batched.
+type Conn struct {
+	net.Conn
+	limit int
+
+	mu   sync.Mutex
+	held bool
+	buf  *[]byte // from pool while a batch holds bytes, so that an idle Conn holds no buffer
+}
+
+var pool = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+
+// New wraps c with the DefaultLimit.
+func New(c net.Conn) *Conn { return &Conn{Conn: c, limit: DefaultLimit} }
+
+// Hold starts a batch: writes are kept until Flush, or until they exceed
+// the limit.
+func (c *Conn) Hold() {
+	c.mu.Lock()
+	c.held = true
+	c.mu.Unlock()
+}
+
+// Flush ends the batch and writes what it holds in one system call.
+func (c *Conn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.held = false
+	return c.flushLocked(nil)
+}
+
+// Write writes p at once outside a batch; inside one it keeps p, or, when p
+// would take the batch past the limit, writes the batch and p together.
+func (c *Conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.held {
+		return c.Conn.Write(p)
+	}
+	if c.buf == nil {
+		c.buf = pool.Get().(*[]byte)
+	}
+	if len(*c.buf)+len(p) <= c.limit {
+		*c.buf = append(*c.buf, p...)
+		return len(p), nil
+	}
+	if err := c.flushLocked(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// CloseWrite shuts down the writing side of a TCP connection, as
+// net.TCPConn does; an HTTP server relies on it to end a response cleanly.
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// Listen wraps every connection ln accepts in a Conn.
+func Listen(ln net.Listener) net.Listener { return listener{ln} }
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return New(c), nil
+}
+
+// Find returns the Conn under c, looking through the wrappers that expose
+// the connection they wrap (TLS's NetConn, the PROXY protocol's Raw); nil
+// when there is none.
+func Find(c net.Conn) *Conn {
+	for c != nil {
+		switch w := c.(type) {
+		case *Conn:
+			return w
+		case interface{ NetConn() net.Conn }:
+			c = w.NetConn()
+		case interface{ Raw() net.Conn }:
+			c = w.Raw()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// flushLocked writes the held bytes followed by p, in one vectored write
+// when both are there.
+func (c *Conn) flushLocked(p []byte) error {
+	var held []byte
+	if c.buf != nil {
+		held = *c.buf
+	}
+	var err error
+	switch {
+	case len(held) == 0 && len(p) == 0:
+	case len(held) == 0:
+		_, err = c.Conn.Write(p)
+	case len(p) == 0:
+		_, err = c.Conn.Write(held)
+	default:
+		bufs := net.Buffers{held, p}
+		_, err = bufs.WriteTo(c.Conn)
+	}
+	if c.buf != nil {
+		*c.buf = held[:0]
+		pool.Put(c.buf)
+		c.buf = nil
+	}
+	return err
+}
