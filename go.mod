@@ -20,6 +20,8 @@ require (
 	github.com/sirupsen/logrus v1.10.2
 	// Goroutine-leak checks after Stop.
 	go.uber.org/goleak v1.3.0
+	// TCP_NOTSENT_LOWAT: a bound on the bytes a socket holds unsent (batchconn).
+	golang.org/x/sys v0.48.0
 	// Token buckets: the relay's per-address upgrade rate.
 	golang.org/x/time v0.16.0
 )
@@ -48,7 +50,6 @@ require (
 	go.opentelemetry.io/otel/sdk v1.21.0 // indirect
 	go.opentelemetry.io/otel/sdk/metric v1.21.0 // indirect
 	go.opentelemetry.io/otel/trace v1.21.0 // indirect
-	golang.org/x/sys v0.48.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/tomb.v1 v1.0.0-20141024135613-dd632973f1e7 // indirect
 )

@@ -50,12 +50,16 @@ type Stale struct {
 	SinceAck time.Duration
 }
 
-// Outbound is one encoded WebSocket message to write. Reply receives exactly
+// Outbound is one WebSocket message to write: the control frame Frame,
+// which the connection encodes as its session negotiated (bin1 or JSON
+// text), or, when Frame is nil, Data already encoded (a binary chunk when
+// Binary is set, else JSON text). Reply receives exactly
 // one value: nil once written, or an error saying why not. Reply must have
 // room for one value (capacity 1), so that no writer ever blocks on it.
 // Writers skip a frame whose Ctx is done and reply with its error.
 type Outbound struct {
 	Ctx    context.Context
+	Frame  *wire.Frame
 	Binary bool
 	Data   []byte
 	Reply  chan error

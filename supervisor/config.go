@@ -96,6 +96,10 @@ type Config struct {
 	// connection when its own is lost, where the relay allows it (auth's
 	// resume); default true.
 	ResumeStreams bool
+	// Encoding is the frame encoding offered to the relay in auth: "bin1"
+	// (default) offers the compact binary encoding, then JSON; "json" keeps
+	// every frame JSON text. The relay's auth_ok chooses.
+	Encoding string
 	// ResumeTimeout bounds the wait for another connection to take such a
 	// stream over; default 15 s, the relay's default hold of a cut stream.
 	ResumeTimeout time.Duration
@@ -149,6 +153,7 @@ func DefaultConfig() Config {
 		Connections:        DefaultConnections,
 		RetryIdempotent:    true,
 		ResumeStreams:      true,
+		Encoding:           wire.EncodingBin1,
 		ResumeTimeout:      DefaultResumeTimeout,
 		HeartbeatInterval:  DefaultHeartbeatInterval,
 		HeartbeatTimeout:   DefaultHeartbeatTimeout,
@@ -227,6 +232,9 @@ func (c Config) Validate() error {
 	}
 	if len(c.URLs()) == 0 {
 		return bad("RelayURL is empty")
+	}
+	if c.Encoding != wire.EncodingBin1 && c.Encoding != wire.EncodingJSON {
+		return bad("Encoding must be %q or %q, got %q", wire.EncodingBin1, wire.EncodingJSON, c.Encoding)
 	}
 	for i, raw := range c.URLs() {
 		u, err := url.Parse(raw)

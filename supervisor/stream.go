@@ -233,7 +233,7 @@ func (t *Tunnel) sendBody(ctx context.Context, out *outStream, body io.Reader) e
 			if bodyErr != io.EOF {
 				end = &wire.Frame{Type: wire.TypeStreamError, MessageID: out.id, Error: bodyErr.Error()}
 			}
-			if err = p.write(ctx, false, wire.MustEncode(end)); err == nil {
+			if err = p.write(ctx, end, nil); err == nil {
 				err = p.flush(ctx)
 			}
 			if err == nil {
@@ -275,7 +275,7 @@ func (t *Tunnel) push(ctx context.Context, p *pipeline, out *outStream, data *[]
 		if record {
 			out.record(encoded[len(encoded)-k:])
 		}
-		if err := p.write(ctx, true, encoded); err != nil {
+		if err := p.write(ctx, nil, encoded); err != nil {
 			return err
 		}
 		*data = (*data)[k:]
@@ -302,7 +302,7 @@ func (t *Tunnel) resume(out *outStream, from route) error {
 		}
 		t.mu.Unlock()
 	}()
-	if _, err := t.write(ctx, false, wire.MustEncode(&wire.Frame{Type: wire.TypeStreamResume, MessageID: out.id}), anyRoute); err != nil {
+	if _, err := t.write(ctx, &wire.Frame{Type: wire.TypeStreamResume, MessageID: out.id}, nil, anyRoute); err != nil {
 		return fmt.Errorf("supervisor: asking to resume stream %s: %w", out.id, err)
 	}
 	select {

@@ -11,6 +11,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/actors/health"
 	"github.com/enhanced-tunnel/tunnel/actors/heartbeat"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 // env is what every actor of the tree is made with: the tunnel's config,
@@ -73,11 +74,20 @@ func rootTree(connections int) []childSpec {
 	return specs
 }
 
+// encodings lists what auth offers for the chosen encoding, most preferred
+// first.
+func encodings(chosen string) []string {
+	if chosen == wire.EncodingJSON {
+		return []string{wire.EncodingJSON}
+	}
+	return []string{wire.EncodingBin1, wire.EncodingJSON}
+}
+
 func connectionProps(e env, conn int) *actor.Props {
 	c := e.cfg
 	return connection.Props(connection.Config{
 		URL: c.URLOf(conn), APIKey: c.APIKey, Tunnel: c.Tunnel, Client: c.Client,
-		Instance: e.instance, Index: conn, Resume: c.ResumeStreams,
+		Instance: e.instance, Index: conn, Resume: c.ResumeStreams, Encodings: encodings(c.Encoding),
 		ConnectTimeout: c.ConnectTimeout, PingInterval: c.PingInterval, PongTimeout: c.PongTimeout,
 		WriteTimeout: c.WriteTimeout, CloseTimeout: c.CloseTimeout, ReadLimit: c.ReadLimit,
 		WriteBufferSize: connection.DefaultBufferSize, ReadBufferSize: connection.DefaultBufferSize,

@@ -231,9 +231,9 @@ func (t *Tunnel) send(ctx context.Context, msg *messages.TunnelMessage) (route, 
 	}
 	to := t.routeOf(ctx, f)
 	if body == nil {
-		return t.write(ctx, false, wire.MustEncode(f), to)
+		return t.write(ctx, f, nil, to)
 	}
-	via, err := t.write(ctx, false, wire.MustEncode(f), to)
+	via, err := t.write(ctx, f, nil, to)
 	if err != nil {
 		return via, err
 	}
@@ -310,7 +310,8 @@ type pipeline struct {
 	pending []chan error
 }
 
-func (p *pipeline) write(ctx context.Context, binary bool, data []byte) error {
+// write sends the frame f, or when f is nil the encoded chunk.
+func (p *pipeline) write(ctx context.Context, f *wire.Frame, chunk []byte) error {
 	if len(p.pending) == streamPipelineDepth {
 		if err := p.wait(ctx); err != nil {
 			return err
@@ -319,7 +320,7 @@ func (p *pipeline) write(ctx context.Context, binary bool, data []byte) error {
 	if p.t.stopped.Load() {
 		return messages.ErrStopped
 	}
-	o := p.t.outbound(ctx, binary, data, p.via)
+	o := p.t.outbound(ctx, f, chunk, p.via)
 	p.t.system.Root.Send(p.t.root, &sendFrame{out: o})
 	p.pending = append(p.pending, o.Reply)
 	return nil
@@ -552,9 +553,14 @@ func (t *Tunnel) stop(ctx context.Context) error {
 	return err
 }
 
-// outbound makes the message for one WebSocket message on route to.
-func (t *Tunnel) outbound(ctx context.Context, binary bool, data []byte, to route) *messages.Outbound {
-	o := &messages.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1)}
+// outbound makes the message for one WebSocket message on route to: the
+// frame f, which the connection encodes as its session negotiated, or when
+// f is nil the encoded chunk.
+func (t *Tunnel) outbound(ctx context.Context, f *wire.Frame, chunk []byte, to route) *messages.Outbound {
+	o := &messages.Outbound{Ctx: ctx, Frame: f, Reply: make(chan error, 1)}
+	if f == nil {
+		o.Binary, o.Data = true, chunk
+	}
 	if to != anyRoute {
 		o.Pinned, o.Conn, o.Epoch = true, to.conn, to.epoch
 	}
@@ -563,11 +569,11 @@ func (t *Tunnel) outbound(ctx context.Context, binary bool, data []byte, to rout
 
 // write hands one WebSocket message to the root and waits for its answer;
 // the route is the one it took.
-func (t *Tunnel) write(ctx context.Context, binary bool, data []byte, to route) (route, error) {
+func (t *Tunnel) write(ctx context.Context, f *wire.Frame, chunk []byte, to route) (route, error) {
 	if t.stopped.Load() {
 		return route{}, messages.ErrStopped
 	}
-	o := t.outbound(ctx, binary, data, to)
+	o := t.outbound(ctx, f, chunk, to)
 	t.system.Root.Send(t.root, &sendFrame{out: o})
 	select {
 	case err := <-o.Reply:
@@ -588,7 +594,7 @@ func (t *Tunnel) sendAsync(f *wire.Frame, to route) {
 	if t.stopped.Load() {
 		return
 	}
-	t.system.Root.Send(t.root, &sendFrame{out: t.outbound(context.Background(), false, wire.MustEncode(f), to)})
+	t.system.Root.Send(t.root, &sendFrame{out: t.outbound(context.Background(), f, nil, to)})
 }
 
 func (t *Tunnel) stateChanged(s messages.StateChanged) {

@@ -41,6 +41,10 @@ type Config struct {
 	// streams open when it is lost, for the supervisor to move them to
 	// another connection (stream_resume).
 	Resume bool
+	// Encodings are offered in the auth frame, most preferred first; the
+	// relay's auth_ok chooses. Default [bin1, json]; [json] keeps every
+	// frame JSON text.
+	Encodings []string
 
 	// ConnectTimeout bounds TCP connect, TLS, the upgrade and the wait for
 	// the auth reply, all counted from the start of the dial; default 10 s.
@@ -68,12 +72,14 @@ type Config struct {
 }
 
 // DefaultConfig returns a Config with every default set: Tunnel "default",
+// encodings bin1 then json,
 // ConnectTimeout 10 s, no pings, PongTimeout 30 s, WriteTimeout
 // 10 s, CloseTimeout 10 s, ReadLimit 16 MiB, write and read buffers 64 KiB,
 // the real network and a discarding logger. Set URL and APIKey.
 func DefaultConfig() Config {
 	return Config{
 		Tunnel:          wire.DefaultTunnel,
+		Encodings:       []string{wire.EncodingBin1, wire.EncodingJSON},
 		ConnectTimeout:  DefaultConnectTimeout,
 		PingInterval:    DefaultPingInterval,
 		PongTimeout:     DefaultPongTimeout,
@@ -89,6 +95,9 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.Tunnel == "" {
 		c.Tunnel = d.Tunnel
+	}
+	if len(c.Encodings) == 0 {
+		c.Encodings = d.Encodings
 	}
 	c.ConnectTimeout = orDefault(c.ConnectTimeout, d.ConnectTimeout)
 	c.PingInterval = max(c.PingInterval, 0)

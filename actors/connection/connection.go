@@ -124,7 +124,7 @@ func (c *connector) dispatch(ctx actor.Context, m *received) {
 // sendOwn queues a frame of the connection's own; dropped unless authenticated.
 func (c *connector) sendOwn(f *wire.Frame) {
 	if c.state == messages.Authenticated {
-		c.sock.queue.push(item{out: &messages.Outbound{Data: wire.MustEncode(f)}, own: true})
+		c.sock.queue.push(item{out: &messages.Outbound{Frame: f}, own: true})
 	}
 }
 

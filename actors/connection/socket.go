@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,10 @@ type socket struct {
 	stopped    bool                 // quit closed and ctx cancelled
 	aborted    bool                 // torn down after a failure
 	written    []*messages.Outbound // the writer's batch awaiting its flush, kept for reuse
+	// bin1 is set once auth_ok chose the bin1 encoding, before the writer
+	// starts: frames then go out, and may come in, as bin1 binary messages.
+	bin1   bool
+	encBuf []byte // the writer's bin1 encoding buffer, reused
 
 	mu      sync.Mutex
 	netConn *batchconn.Conn
@@ -102,6 +107,9 @@ func (s *socket) run(send func(any)) {
 	_ = ws.SetWriteDeadline(deadline)
 	auth := &wire.Frame{Type: wire.TypeAuth, APIKey: s.cfg.APIKey, Tunnel: s.cfg.Tunnel, Client: s.cfg.Client,
 		Instance: s.cfg.Instance, Index: s.cfg.Index, Resume: s.cfg.Resume}
+	if len(s.cfg.Encodings) > 1 || len(s.cfg.Encodings) == 1 && s.cfg.Encodings[0] != wire.EncodingJSON {
+		auth.Encodings = s.cfg.Encodings
+	}
 	if err := ws.WriteMessage(websocket.TextMessage, wire.MustEncode(auth)); err != nil {
 		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
 		return
@@ -112,6 +120,7 @@ func (s *socket) run(send func(any)) {
 		send(&sockFailed{sock: s, phase: PhaseHandshake, err: err})
 		return
 	}
+	s.bin1 = ok.Encoding == wire.EncodingBin1 && slices.Contains(s.cfg.Encodings, wire.EncodingBin1)
 	send(&authOK{sock: s, ws: ws, sessionID: ok.SessionID, resume: ok.Resume})
 	send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: s.read(ws, send)})
 }
@@ -130,6 +139,10 @@ func (s *socket) dial(ctx context.Context, network, addr string) (net.Conn, erro
 		return nil, net.ErrClosed
 	}
 	s.netConn = batchconn.New(c)
+	// A heartbeat goes ahead of queued data in the queue, but not in the
+	// kernel: bound what waits there (best effort: a failure only loses
+	// the bound).
+	_ = s.netConn.LimitUnsent(batchconn.DefaultUnsent)
 	return s.netConn, nil
 }
 
@@ -168,7 +181,13 @@ func (s *socket) read(ws *websocket.Conn, send func(any)) error {
 		}
 		_ = extend()
 		msg := &received{sock: s, at: time.Now()}
-		if messageType == websocket.BinaryMessage {
+		if messageType == websocket.BinaryMessage && s.bin1 && wire.IsBin1(data) {
+			f, err := wire.DecodeBin1(data)
+			if err != nil {
+				return err
+			}
+			msg.frame = f
+		} else if messageType == websocket.BinaryMessage {
 			id, chunk, err := wire.DecodeChunk(data)
 			if err != nil {
 				return err
@@ -238,12 +257,9 @@ func (s *socket) writeQueued(ws *websocket.Conn) error {
 			o.Answer(o.Ctx.Err())
 			continue
 		}
-		messageType := websocket.TextMessage
-		if o.Binary {
-			messageType = websocket.BinaryMessage
-		}
+		messageType, data := s.encode(o)
 		_ = ws.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-		if err = ws.WriteMessage(messageType, o.Data); err != nil {
+		if err = ws.WriteMessage(messageType, data); err != nil {
 			o.Answer(fmt.Errorf("%w: %w", messages.ErrConnectionLost, err))
 			break
 		}
@@ -262,6 +278,26 @@ func (s *socket) writeQueued(ws *websocket.Conn) error {
 	}
 	s.written = written[:0]
 	return err
+}
+
+// encode lays out o as its WebSocket message: a frame in the session's
+// encoding (bin1 when negotiated, for the types it covers; else JSON text),
+// or the data o already holds. A bin1 frame is built in the writer's buffer,
+// which the WebSocket has copied or written by the time it is reused.
+func (s *socket) encode(o *messages.Outbound) (messageType int, data []byte) {
+	if o.Frame == nil {
+		if o.Binary {
+			return websocket.BinaryMessage, o.Data
+		}
+		return websocket.TextMessage, o.Data
+	}
+	if s.bin1 {
+		if b, err := wire.AppendBin1(s.encBuf[:0], o.Frame); err == nil {
+			s.encBuf = b
+			return websocket.BinaryMessage, b
+		}
+	}
+	return websocket.TextMessage, wire.MustEncode(o.Frame)
 }
 
 func (s *socket) batchConn() *batchconn.Conn {

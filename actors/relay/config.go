@@ -98,6 +98,10 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds each write to a supervisor: 10 s.
 	WriteTimeout time.Duration
+	// Encoding is the frame encoding sessions agree to when a supervisor's
+	// auth offers it: "bin1" (default), the compact binary encoding, or
+	// "json", JSON text only.
+	Encoding string
 
 	// MaxSessions authenticated sessions, default DefaultMaxSessions (10000).
 	MaxSessions int
@@ -207,6 +211,7 @@ func DefaultConfig() Config {
 		AuthTimeout:          session.DefaultAuthTimeout,
 		HeartbeatTimeout:     session.DefaultHeartbeatTimeout,
 		PingInterval:         session.DefaultPingInterval,
+		Encoding:             wire.EncodingBin1,
 		WriteTimeout:         session.DefaultWriteTimeout,
 		MaxSessions:          DefaultMaxSessions,
 		MaxPending:           DefaultMaxPending,
@@ -240,6 +245,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if c.Listen == "" {
 		return errors.New("relay: Listen is empty")
+	}
+	if c.Encoding != wire.EncodingBin1 && c.Encoding != wire.EncodingJSON {
+		return fmt.Errorf("relay: Encoding must be %q or %q, got %q", wire.EncodingBin1, wire.EncodingJSON, c.Encoding)
 	}
 	for _, n := range []struct {
 		name string
@@ -326,6 +334,14 @@ func (c Config) keys() (map[string]string, error) {
 	return keys, nil
 }
 
+// encodings is what sessions accept besides JSON.
+func (c Config) encodings() []string {
+	if c.Encoding == wire.EncodingBin1 {
+		return []string{wire.EncodingBin1}
+	}
+	return nil
+}
+
 func (c Config) sessionConfig() session.Config {
 	return session.Config{
 		AuthTimeout:      c.AuthTimeout,
@@ -337,6 +353,7 @@ func (c Config) sessionConfig() session.Config {
 		MaxReplyQueue:    c.MaxReplyQueue,
 		Window:           c.Window,
 		Resume:           c.ResumeTimeout > 0,
+		Encodings:        c.encodings(),
 		Logger:           c.Logger,
 	}
 }

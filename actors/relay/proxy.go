@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sirupsen/logrus"
 
@@ -363,7 +364,7 @@ func (p *proxyCall) run(path string) {
 		p.fail(bodyError(err, cfg.MaxBody, cfg.BodyTimeout))
 		return
 	}
-	p.id = p.r.ids.next()
+	p.id = uuid.NewString()
 	frame := &wire.Frame{Type: wire.TypeRequest, MessageID: p.id, Method: p.req.Method, Path: path, Headers: p.requestHeaders()}
 	var window *wire.SendWindow
 	if stream != nil {

@@ -52,7 +52,6 @@ type Relay struct {
 	admin    *http.Server // nil without an admin listener
 	adminLn  net.Listener
 	upgrader websocket.Upgrader
-	ids      *requestIDs // message ids of public requests
 
 	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
 	handlers  tracker        // HTTP handlers running
@@ -97,7 +96,6 @@ func Start(cfg Config) (*Relay, error) {
 	budget := wire.NewBudget(cfg.MaxBuffered)
 	m := newMetrics(keys, budget)
 	r := &Relay{
-		ids:      newRequestIDs(),
 		cfg:      cfg,
 		log:      cfg.Logger.WithField("actor", "relay"),
 		metrics:  m,

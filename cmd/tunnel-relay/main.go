@@ -65,6 +65,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.DurationVar(&c.AuthTimeout, "auth-timeout", c.AuthTimeout, "how long a new supervisor connection has to authenticate")
 	fs.DurationVar(&c.HeartbeatTimeout, "heartbeat-timeout", c.HeartbeatTimeout, "drop a supervisor that sent nothing (no frame, no pong) for this long")
 	fs.DurationVar(&c.PingInterval, "ping-interval", c.PingInterval, "how often supervisors are sent a WebSocket ping; 0 sends none (their heartbeat frames keep sessions alive)")
+	fs.StringVar(&c.Encoding, "encoding", c.Encoding, "frame encoding agreed with supervisors that offer it: bin1 (compact binary) or json (JSON text only)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "deadline of each write to a supervisor")
 	fs.IntVar(&c.MaxSessions, "max-sessions", c.MaxSessions, "most authenticated supervisor connections (more are closed with 1013)")
 	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most connections not authenticated yet; a newer one makes the oldest leave (1013)")

@@ -64,6 +64,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.IntVar(&tc.Connections, "connections", def.Connections, fmt.Sprintf(
 		"connections the tunnel keeps, each to the next relay URL in turn, at most %d; when not given, also at least one per relay URL",
 		supervisor.MaxConnections))
+	fs.StringVar(&tc.Encoding, "encoding", def.Encoding, "frame encoding offered to the relay: bin1 (compact binary, then JSON) or json (JSON text only)")
 	fs.StringVar(&apiKey, "api-key", "", "API key the relay knows this tunnel by")
 	fs.StringVar(&apiKeyFile, "api-key-file", "", "file holding the API key")
 	fs.StringVar(&tc.Tunnel, "tunnel", def.Tunnel, "tunnel name sent to the relay")

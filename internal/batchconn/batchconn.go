@@ -19,7 +19,13 @@ package batchconn
 import (
 	"net"
 	"sync"
+	"syscall"
 )
+
+// DefaultUnsent is the most bytes LimitUnsent lets wait unsent in the
+// kernel: 128 KiB, a few milliseconds of a fast link and well under a second
+// of a slow one, where the kernel would otherwise queue megabytes.
+const DefaultUnsent = 128 << 10
 
 // DefaultLimit is the most bytes a Conn holds before writing them: 64 KiB,
 // enough for dozens of small frames and under the window of one TCP send
@@ -76,6 +82,19 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// LimitUnsent bounds the bytes the kernel holds written but not yet sent on
+// the TCP connection under c to about n (TCP_NOTSENT_LOWAT, on Linux; a no-op
+// elsewhere or when there is no TCP connection). A frame written behind bulk
+// data then waits for at most n bytes to leave, not for megabytes queued in
+// an autotuned send buffer: that is what keeps a heartbeat on time over a
+// slow link. The link stays full: bytes in flight are not limited.
+func (c *Conn) LimitUnsent(n int) error {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return limitUnsent(sc, n)
+	}
+	return nil
 }
 
 // CloseWrite shuts down the writing side of a TCP connection, as

@@ -259,6 +259,9 @@ func (p *Proxy) serve() {
 	}
 }
 
+// linkQueue is the receive buffer of the proxy's sockets: 64 KiB.
+const linkQueue = 64 << 10
+
 // connect dials the upstream for a new client and starts a toxic chain for
 // each direction. The dial is made before the next Accept, as toxiproxy
 // does: on loopback it is immediate.
@@ -269,6 +272,13 @@ func (p *Proxy) connect(client *net.TCPConn) {
 		return
 	}
 	c := &conn{p: p, client: client, upstream: up.(*net.TCPConn)}
+	// A link's queue is what its routers hold, some tens of kilobytes, not
+	// the megabytes a loopback receive buffer grows to: under a bandwidth
+	// limit the bytes in flight then sit in the sender's socket, where the
+	// sender bounds them, as they would on a real slow link.
+	for _, s := range []*net.TCPConn{c.client, c.upstream} {
+		_ = s.SetReadBuffer(linkQueue)
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()

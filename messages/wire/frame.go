@@ -61,9 +61,10 @@ const (
 // treats it as a protocol error (close 1002).
 var ErrMalformed = errors.New("wire: malformed frame")
 
-// Frame is one JSON control frame. Which fields are used depends on Type (see
-// PROTOCOL.md); unused fields are left empty and are not encoded. Body holds
-// raw bytes and travels as base64.
+// Frame is one control frame. Which fields are used depends on Type (see
+// PROTOCOL.md); unused fields are left empty and are not encoded. It travels
+// as JSON text (Encode, Decode), where Body is base64, or, once auth has
+// negotiated it, as a bin1 binary message (AppendBin1, DecodeBin1).
 type Frame struct {
 	Type      string `json:"type"`
 	MessageID string `json:"message_id,omitempty"`
@@ -80,6 +81,14 @@ type Frame struct {
 	// to another of its connections when one is lost (stream_resume); in
 	// auth_ok, that the relay keeps such streams open for it meanwhile.
 	Resume bool `json:"resume,omitempty"`
+	// Encodings, in auth, lists the frame encodings the supervisor can read,
+	// most preferred first (["bin1","json"]); JSON text is always read,
+	// listed or not. Encoding, in auth_ok, is the one the relay chose from
+	// that list (Choose), which both sides may send from then on; empty, or
+	// EncodingJSON, means JSON text only. See "The bin1 encoding" in the
+	// package documentation.
+	Encodings []string `json:"encodings,omitempty"`
+	Encoding  string   `json:"encoding,omitempty"`
 	// Offset, in the relay's stream_resume, is how many body bytes of the
 	// stream it has: the supervisor sends again from there.
 	Offset    int64               `json:"offset,omitempty"`
@@ -154,8 +163,8 @@ func MustEncode(f *Frame) []byte {
 //
 // Field names must match exactly: encoding/json on its own would also read
 // "Type" or "MESSAGE_ID", which the contract calls unknown fields. An empty
-// body or header map decodes as nil, so that a decoded frame equals the
-// decoding of its own encoding.
+// body, header map or encodings list decodes as nil, so that a decoded frame
+// equals the decoding of its own encoding.
 func Decode(data []byte) (*Frame, error) {
 	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -175,6 +184,8 @@ func Decode(data []byte) (*Frame, error) {
 		{"instance", &f.Instance},
 		{"index", &f.Index},
 		{"resume", &f.Resume},
+		{"encodings", &f.Encodings},
+		{"encoding", &f.Encoding},
 		{"offset", &f.Offset},
 		{"timestamp", &f.Timestamp},
 		{"method", &f.Method},
@@ -203,6 +214,9 @@ func Decode(data []byte) (*Frame, error) {
 	}
 	if len(f.Headers) == 0 {
 		f.Headers = nil
+	}
+	if len(f.Encodings) == 0 {
+		f.Encodings = nil
 	}
 	return &f, nil
 }

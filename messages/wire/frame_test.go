@@ -57,6 +57,9 @@ var goldenFrames = []struct {
 	{"auth_ok_resume", Frame{Type: TypeAuthOK, SessionID: "c41d7e0a-2b95-4f6e-9d38-7a1b5c0e3f62", Resume: true}},
 	{"stream_resume", Frame{Type: TypeStreamResume, MessageID: requestID}},
 	{"stream_resume_answer", Frame{Type: TypeStreamResume, MessageID: requestID, Offset: 196608, Bytes: 1048576}},
+	{"auth_encodings", Frame{Type: TypeAuth, APIKey: "test-key-0123456789", Tunnel: "default", Client: "tunnel-supervisor/1.0.0",
+		Encodings: []string{EncodingBin1, EncodingJSON}}},
+	{"auth_ok_encoding", Frame{Type: TypeAuthOK, SessionID: "c41d7e0a-2b95-4f6e-9d38-7a1b5c0e3f62", Encoding: EncodingBin1}},
 }
 
 // readGolden returns a golden file without the newline that ends it on disk.
@@ -180,6 +183,11 @@ func TestDecodeAccepts(t *testing.T) {
 			want: Frame{Type: TypeResponse, Status: 204},
 		},
 		{
+			name: "empty encodings decode as none",
+			in:   `{"type":"auth","api_key":"k","encodings":[],"encoding":""}`,
+			want: Frame{Type: TypeAuth, APIKey: "k"},
+		},
+		{
 			name: "whitespace and key order do not matter",
 			in:   "\n { \"bytes\" : 10 ,\t\"message_id\":\"m\", \"type\" : \"window_update\" } \n",
 			want: Frame{Type: TypeWindowUpdate, MessageID: "m", Bytes: 10},
@@ -228,6 +236,8 @@ var malformed = []struct {
 	{"body not base64", `{"type":"request","body":"***"}`},
 	{"headers not a map of lists", `{"type":"request","headers":{"A":"b"}}`},
 	{"stream a string", `{"type":"request","stream":"yes"}`},
+	{"encodings a string", `{"type":"auth","encodings":"bin1"}`},
+	{"encoding a list", `{"type":"auth_ok","encoding":["bin1"]}`},
 	{"two objects", `{"type":"auth"}{"type":"auth"}`},
 	{"trailing garbage", `{"type":"auth"} x`},
 	{"invalid escape", `{"type":"a\q"}`},

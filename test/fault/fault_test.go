@@ -3,14 +3,19 @@ package fault
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
 	"github.com/enhanced-tunnel/tunnel/internal/faultproxy"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
@@ -203,4 +208,75 @@ func TestUploadRefusedWhileTheTunnelIsDownLeavesNoDeadConnection(t *testing.T) {
 		resp.Body.Close()
 	}
 	r.proxy.Clear()
+}
+
+// A heartbeat never waits behind megabytes of audio already queued for the
+// socket: over a link of a few hundred KB/s carrying two large responses,
+// every heartbeat comes back within the time one chunk and the socket's
+// bounded unsent bytes take to cross the link, and the connection is never
+// judged stale.
+func TestHeartbeatsKeepUpWithBulkDataOverASlowLink(t *testing.T) {
+	const (
+		rate     = 400_000 // bytes per second through the proxy
+		size     = 1 << 20 // each response
+		interval = 250 * time.Millisecond
+	)
+	// Ahead of a heartbeat: the rest of the chunk being written, the unsent
+	// bytes the socket may hold (batchconn.LimitUnsent) and the link's own
+	// queue (the proxy's 64 KiB receive buffers, doubled by the kernel):
+	// about 1.6 s at this rate. Without the bound on unsent bytes no
+	// heartbeat comes back at all while the 2 MiB cross.
+	bound := time.Duration(float64(wire.DefaultChunkLimit+batchconn.DefaultUnsent+256<<10) / rate * float64(time.Second))
+	r := newRig(t, func(c *supervisor.Config) {
+		c.HeartbeatInterval = interval
+		c.HeartbeatTimeout = 2 * bound
+	})
+	r.waitAuthenticated(1)
+	if err := r.proxy.LimitBandwidth(rate); err != nil {
+		t.Fatal(err)
+	}
+	defer r.proxy.Clear()
+
+	done := make(chan error, 2)
+	for range 2 {
+		go func() {
+			resp, err := r.client.Get(r.publicURL("/bytes?n=" + strconv.Itoa(size)))
+			if err != nil {
+				done <- err
+				return
+			}
+			defer resp.Body.Close()
+			n, err := io.Copy(io.Discard, resp.Body)
+			if err == nil && n != size {
+				err = fmt.Errorf("got %d bytes, want %d", n, size)
+			}
+			done <- err
+		}()
+	}
+	var worst float64
+	tick := time.NewTicker(interval / 2)
+	defer tick.Stop()
+	for finished := 0; finished < 2; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			finished++
+		case <-tick.C:
+			if rtt := r.status().Health.LastHeartbeatRTT; rtt != nil {
+				worst = max(worst, *rtt)
+			}
+		}
+	}
+	t.Logf("slowest heartbeat round trip %.2fs (bound %v)", worst, bound)
+	if worst == 0 {
+		t.Fatal("no heartbeat came back while the responses crossed the link")
+	}
+	if worst > bound.Seconds() {
+		t.Fatalf("slowest heartbeat round trip %.2fs, want within %v", worst, bound)
+	}
+	if stale := r.stale.times(); len(stale) > 0 || r.states.Count(messages.Authenticated) != 1 {
+		t.Fatalf("stale detections %v, AUTHENTICATED %d times; want none and one", stale, r.states.Count(messages.Authenticated))
+	}
 }

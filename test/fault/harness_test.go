@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,7 +79,8 @@ type rig struct {
 	held chan struct{}
 }
 
-func newRig(t *testing.T) *rig {
+// newRig starts the rig; each option adjusts the supervisor's config.
+func newRig(t *testing.T, options ...func(*supervisor.Config)) *rig {
 	t.Helper()
 	r := &rig{
 		t:      t,
@@ -90,6 +92,10 @@ func newRig(t *testing.T) *rig {
 
 	mux := http.NewServeMux()
 	mux.Handle("/", ttsdemo.NewHandler(nil))
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, req *http.Request) {
+		n, _ := strconv.Atoi(req.URL.Query().Get("n"))
+		_, _ = w.Write(bytes.Repeat([]byte{0x5a}, n))
+	})
 	mux.HandleFunc("/hold", func(w http.ResponseWriter, req *http.Request) {
 		r.held <- struct{}{}
 		<-req.Context().Done()
@@ -134,6 +140,9 @@ func newRig(t *testing.T) *rig {
 	cfg.CloseTimeout = time.Second
 	cfg.Logger = log
 	cfg.OnMessage = harness.Forward(t, r.upstream.URL, nil)
+	for _, option := range options {
+		option(&cfg)
+	}
 	r.tunnel, r.states = harness.StartTunnel(t, cfg)
 	return r
 }

@@ -18,13 +18,13 @@ import (
 var errReleased = errors.New("session: exchange complete")
 
 func (s *session) send(f *wire.Frame) {
-	s.link.out.frame(wire.MustEncode(f))
+	s.link.out.frame(s.link.encode(f))
 }
 
 // reply queues an answer to one of the supervisor's frames: those are
 // bounded (see outbox.reply).
 func (s *session) reply(f *wire.Frame) {
-	s.link.out.reply(wire.MustEncode(f))
+	s.link.out.reply(s.link.encode(f))
 }
 
 func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
@@ -37,6 +37,7 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 			}
 			s.instance, s.index = f.Instance, f.Index
 			s.resume = f.Resume && s.cfg.Resume
+			s.encoding = wire.Choose(f.Encodings, s.cfg.Encodings...)
 			s.log = s.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(s.tunnel), "client": wire.Excerpt(f.Client),
 				"instance": wire.Excerpt(f.Instance), "index": f.Index, "resume": s.resume})
 			ctx.Request(ctx.Parent(), &relaymsg.Authenticate{APIKey: f.APIKey, Tunnel: s.tunnel, Addr: s.addr})
@@ -123,7 +124,14 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 	}
 	s.phase = open
 	s.authTimer()
-	s.send(&wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id, Resume: s.resume})
+	ok := &wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id, Resume: s.resume}
+	if s.encoding != wire.EncodingJSON {
+		ok.Encoding = s.encoding
+	}
+	s.send(ok)
+	// From here on frames go out in the chosen encoding, and the reader
+	// (still held at its gate) accepts it.
+	s.link.bin1 = s.encoding == wire.EncodingBin1
 	s.link.proceed()
 	s.log.Info("Supervisor authenticated")
 }
@@ -142,7 +150,7 @@ func (s *session) onDispatch(ex *relaymsg.Exchange) {
 	if ex.Upload != nil {
 		accepted = ex.Accepted
 	}
-	s.link.out.request(id, wire.MustEncode(ex.Request), accepted)
+	s.link.out.request(id, s.link.encode(ex.Request), accepted)
 }
 
 func (s *session) onResponse(ctx actor.Context, f *wire.Frame) {
@@ -168,9 +176,9 @@ func (s *session) onResponse(ctx actor.Context, f *wire.Frame) {
 // granter returns the grant function of a response body stream: it runs on
 // the goroutine that reads the body, so it touches only the outbox.
 func (s *session) granter(id string) func(n int64) {
-	out := s.link.out
+	l := s.link
 	return func(n int64) {
-		out.frame(wire.MustEncode(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: id, Bytes: n}))
+		l.out.frame(l.encode(&wire.Frame{Type: wire.TypeWindowUpdate, MessageID: id, Bytes: n}))
 	}
 }
 

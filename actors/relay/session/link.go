@@ -48,11 +48,38 @@ type link struct {
 
 	// Used by the actor only: the gate is open, the writer runs.
 	gateOpen, writing bool
+	// bin1 is set by the actor when auth_ok chose the bin1 encoding, before
+	// the writer starts and the reader passes its gate: frames go out as
+	// bin1 from then on, and may come in so.
+	bin1 bool
+}
+
+// encoded is one frame laid out for the socket: bin1 or chunk bytes in a
+// binary message, or JSON text.
+type encoded struct {
+	data   []byte
+	binary bool
+}
+
+// encode lays out f in the session's encoding: bin1 once negotiated (for
+// the frame types it covers), JSON text otherwise.
+func (l *link) encode(f *wire.Frame) encoded {
+	if l.bin1 {
+		if b, err := wire.AppendBin1(nil, f); err == nil {
+			return encoded{data: b, binary: true}
+		}
+	}
+	return encoded{data: wire.MustEncode(f)}
 }
 
 func newLink(conn *websocket.Conn, cfg Config, report func(msg any)) *link {
 	l := &link{conn: conn, batch: batchconn.Find(conn.NetConn()), cfg: cfg, report: report, gate: make(chan struct{}), readerDone: make(chan struct{})}
 	l.out = newOutbox(cfg.MaxReplyQueue, l.backlogged)
+	if l.batch != nil {
+		// A heartbeat_ack goes ahead of queued uploads in the outbox, but not
+		// in the kernel: bound what waits there (best effort).
+		_ = l.batch.LimitUnsent(batchconn.DefaultUnsent)
+	}
 	return l
 }
 
@@ -139,7 +166,13 @@ func (l *link) deliver(kind int, data []byte) {
 			l.tell(&inbound{frame: f})
 		}
 	case websocket.BinaryMessage:
-		if id, chunk, err := wire.DecodeChunk(data); err != nil {
+		if l.bin1 && wire.IsBin1(data) {
+			if f, err := wire.DecodeBin1(data); err != nil {
+				l.tell(&malformed{err: err})
+			} else {
+				l.tell(&inbound{frame: f})
+			}
+		} else if id, chunk, err := wire.DecodeChunk(data); err != nil {
 			l.tell(&malformed{err: err})
 		} else {
 			l.tell(&inboundChunk{id: id, data: chunk})
@@ -224,6 +257,9 @@ func (l *link) flush() error {
 // it is set.
 func (l *link) writeMessage(f controlFrame, out *messages.Outbound) error {
 	data, kind := f.data, websocket.TextMessage
+	if f.binary {
+		kind = websocket.BinaryMessage
+	}
 	if out != nil {
 		if out.Ctx.Err() != nil {
 			out.Answer(out.Ctx.Err())

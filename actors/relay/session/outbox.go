@@ -44,7 +44,7 @@ type outbox struct {
 }
 
 type controlFrame struct {
-	data  []byte
+	encoded
 	reply bool
 	// id is the message_id of a request frame, "" for other frames.
 	id string
@@ -64,24 +64,24 @@ func (o *outbox) notify() {
 	}
 }
 
-// frame queues a text frame of the relay's own; once the outbox is closed
+// frame queues a frame of the relay's own; once the outbox is closed
 // it is dropped.
-func (o *outbox) frame(b []byte) {
-	o.push(controlFrame{data: b})
+func (o *outbox) frame(e encoded) {
+	o.push(controlFrame{encoded: e})
 }
 
 // reply queues an answer to a frame of the supervisor's. If the replies
 // waiting would then exceed their bound, the outbox closes instead,
 // dropping all it holds, and calls its overflow function.
-func (o *outbox) reply(b []byte) {
-	o.push(controlFrame{data: b, reply: true})
+func (o *outbox) reply(e encoded) {
+	o.push(controlFrame{encoded: e, reply: true})
 }
 
 // request queues the request frame b of exchange id. accepted, if not nil,
 // receives the outbox's write once the frame is written. Once the outbox
 // is closed the frame is dropped and id counted unsent.
-func (o *outbox) request(id string, b []byte, accepted chan<- relaymsg.WriteFunc) {
-	o.push(controlFrame{data: b, id: id, accepted: accepted})
+func (o *outbox) request(id string, e encoded, accepted chan<- relaymsg.WriteFunc) {
+	o.push(controlFrame{encoded: e, id: id, accepted: accepted})
 }
 
 func (o *outbox) push(f controlFrame) {

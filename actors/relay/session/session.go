@@ -58,6 +58,10 @@ type Config struct {
 	// larger one closes the connection with 1009. Default
 	// wire.DefaultReadLimit (16 MiB).
 	ReadLimit int64
+	// Encodings are the frame encodings besides JSON the session accepts
+	// when the supervisor's auth offers them: default [bin1]. The first the
+	// supervisor prefers is named in auth_ok; empty keeps JSON text.
+	Encodings []string
 	// AuthReadLimit is the largest message accepted before auth_ok (1009
 	// beyond). Default DefaultAuthReadLimit (4 KiB).
 	AuthReadLimit int64
@@ -101,6 +105,7 @@ func DefaultConfig() Config {
 		MaxReplyQueue:    DefaultMaxReplyQueue,
 		Window:           wire.DefaultWindow,
 		Resume:           true,
+		Encodings:        []string{wire.EncodingBin1},
 	}
 }
 
@@ -188,6 +193,8 @@ type session struct {
 	// resume: auth_ok said resume, so the supervisor may move response
 	// streams to and from this session.
 	resume bool
+	// encoding is the frame encoding chosen from the auth frame's offer.
+	encoding string
 	// registered is set once SessionUp went to the router, which must then
 	// hear SessionDown.
 	registered bool
