@@ -22,10 +22,10 @@ lint:
 run:
 	BIN=$(BIN) bash scripts/demo.sh
 
-## bench: the tunnel against the direct upstream (the baseline, measured in the same run), as ratios
+## bench: relay and supervisor as real processes against the direct upstream and a bare WebSocket, one table (see cmd/tunnel-bench)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./test/bench/ ./messages/wire/ | tee bench.out
-	@awk -f scripts/bench-ratio.awk bench.out
+	$(GO) build -o $(BIN)/ ./cmd/...
+	$(BIN)/tunnel-bench -bin $(BIN) $(BENCHFLAGS)
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
 FUZZTIME ?= 60s
