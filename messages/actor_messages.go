@@ -18,7 +18,10 @@ type StateChanged struct {
 	Attempt int
 	// SessionID and ConnectTime are set when State is Authenticated:
 	// the relay's session id and the time from dial to auth_ok.
-	SessionID   string
+	SessionID string
+	// Epoch, set when State is Authenticated, numbers the session among all
+	// of the tunnel's (see Inbound): what was bound to it fails with it.
+	Epoch       int
 	ConnectTime time.Duration
 	// Resume is set when the relay's auth_ok said it keeps this session's
 	// response streams open for a stream_resume should the session be lost.
@@ -91,12 +94,23 @@ type Undeliverable struct {
 
 // Inbound is one application frame the connection received (request,
 // response, error, cancel, stream frames, window_update) or, when Chunk is
-// set, one binary chunk of a streamed body. The supervisor sets Conn and
-// Epoch: the connection and authenticated session it came on.
+// set, one binary chunk of a streamed body, with the connection and the
+// authenticated session (Epoch) it came on. The connection's reader hands it
+// straight to the data path, not through the actors, with the session's
+// Sink, where answers go back the same way.
 type Inbound struct {
 	Frame       *wire.Frame
 	Chunk       *Chunk
 	Conn, Epoch int
+	Sink        Sink
+}
+
+// Sink takes frames for one authenticated session's socket without a
+// mailbox hop. Push returns false, and does not take o, once the session has
+// ended; o is then the sender's to fail. A frame taken is answered on its
+// Reply like any other: written, or why not.
+type Sink interface {
+	Push(o *Outbound) bool
 }
 
 // Chunk is one binary message of a streamed body.

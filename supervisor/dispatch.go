@@ -18,11 +18,14 @@ const maxReported = 1024
 
 // deliver routes one inbound frame or chunk: answers to Request calls,
 // stream data to its reader, flow control to its sender, and everything
-// else to the host's handler. It runs on a path's mailbox and never
-// blocks: handlers run in goroutines of their own, chunks are buffered within
-// the stream's window.
+// else to the host's handler. It runs on the connection's reader goroutine
+// and never blocks: handlers run in goroutines of their own, chunks are
+// buffered within the stream's window.
 func (t *Tunnel) deliver(in *messages.Inbound) {
 	via := route{conn: in.Conn, epoch: in.Epoch}
+	if in.Sink != nil {
+		t.bind(via, in.Sink)
+	}
 	if in.Chunk != nil {
 		t.chunk(in.Chunk, via)
 		return
@@ -90,6 +93,16 @@ func (t *Tunnel) deliver(in *messages.Inbound) {
 		}
 	default:
 		t.log.WithField("type", f.Type).Debug("Ignoring frame")
+	}
+}
+
+// bind remembers the socket of a live session frames came on, for post.
+// A session already lost is not bound again by a frame read before its end.
+func (t *Tunnel) bind(via route, sink messages.Sink) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.sinks[via]; !ok && via.epoch > t.ended[via.conn] {
+		t.sinks[via] = sink
 	}
 }
 
@@ -235,6 +248,11 @@ func (t *Tunnel) lost(conn, epoch int, f *messages.ConnectionFailed) {
 		t.ended[conn] = epoch
 	}
 	on := func(via route) bool { return via.conn == conn && via.epoch <= epoch }
+	for via := range t.sinks {
+		if on(via) {
+			delete(t.sinks, via)
+		}
+	}
 	for id, p := range t.pending {
 		if p.sent && on(p.via) {
 			p.reply <- result{err: err}
@@ -255,6 +273,7 @@ func (t *Tunnel) failAll(err error) {
 		p.reply <- result{err: err}
 		delete(t.pending, id)
 	}
+	clear(t.sinks)
 	t.fail(err, func(route) bool { return true })
 	t.unlinger(func(lingering) bool { return true })
 }

@@ -14,7 +14,7 @@ import (
 // Messages between the root and its paths.
 type (
 	// pathState tells the root a path's state: only AUTHENTICATED paths take
-	// frames. Epoch counts the path's authenticated sessions.
+	// frames. Epoch names its last authenticated session.
 	pathState struct {
 		conn  int
 		state messages.State
@@ -45,7 +45,7 @@ type path struct {
 	sup      actor.Supervisor // the path's own context, handed to HandleFailure
 
 	state         messages.State
-	epoch         int // authenticated sessions so far; the current one while AUTHENTICATED
+	epoch         int // the last authenticated session's (env.sessions); the current one while AUTHENTICATED
 	attempts      int
 	restartGen    int                  // identifies the one pending restart timer
 	cancelRestart scheduler.CancelFunc // nil when no restart is pending
@@ -85,9 +85,6 @@ func (p *path) Receive(ctx actor.Context) {
 		ctx.Send(p.child(childConnection), m)
 	case *messages.HeartbeatRTT:
 		ctx.Send(p.child(childHealth), m)
-	case *messages.Inbound:
-		m.Conn, m.Epoch = p.conn, p.epoch
-		p.hooks.deliver(m)
 
 	case *messages.BreakerVerdict:
 		p.verdict(ctx, m)
@@ -180,7 +177,7 @@ func (p *path) stateChanged(ctx actor.Context, m *messages.StateChanged) {
 	}
 	p.state = m.State
 	if m.State == messages.Authenticated {
-		p.epoch++
+		p.epoch = m.Epoch
 		p.log.WithFields(logrus.Fields{"state": m.State.String(), "attempt": m.Attempt, "session_id": m.SessionID}).Info("Tunnel authenticated")
 	}
 	p.hooks.state(*m)

@@ -12,7 +12,7 @@ import (
 
 // hooks is how the tree hands what leaves the actor world to the Tunnel:
 // inbound frames, a connection's loss, state changes. Each is called on a
-// path's mailbox and must not block.
+// path's mailbox, or deliver on a connection's reader, and must not block.
 type hooks struct {
 	deliver func(*messages.Inbound)
 	lost    func(conn, epoch int, f *messages.ConnectionFailed)

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -20,6 +21,10 @@ type env struct {
 	cfg      Config
 	hooks    hooks
 	instance string
+	// sessions numbers the authenticated sessions of all the tunnel's
+	// connections (their epochs), so that an epoch names one session
+	// wherever it is seen; read by the connections' readers.
+	sessions *atomic.Int64
 }
 
 // childSpec is one child of a supervisor in the tree, as Erlang/OTP's child
@@ -88,6 +93,7 @@ func connectionProps(e env, conn int) *actor.Props {
 	return connection.Props(connection.Config{
 		URL: c.URLOf(conn), APIKey: c.APIKey, Tunnel: c.Tunnel, Client: c.Client,
 		Instance: e.instance, Index: conn, Resume: c.ResumeStreams, Encodings: encodings(c.Encoding),
+		Deliver: e.hooks.deliver, NewSession: func() int { return int(e.sessions.Add(1)) },
 		ConnectTimeout: c.ConnectTimeout, PingInterval: c.PingInterval, PongTimeout: c.PongTimeout,
 		WriteTimeout: c.WriteTimeout, CloseTimeout: c.CloseTimeout, ReadLimit: c.ReadLimit,
 		WriteBufferSize: connection.DefaultBufferSize, ReadBufferSize: connection.DefaultBufferSize,

@@ -56,6 +56,8 @@ type Tunnel struct {
 
 	// begun is set once root holds the root's PID (see hooks.begun).
 	begun atomic.Bool
+	// sessions numbers authenticated sessions (see env.sessions).
+	sessions atomic.Int64
 
 	// What is in flight is bound to the connection and authenticated
 	// session it travels on (a route): losing that session fails it, and
@@ -71,6 +73,9 @@ type Tunnel struct {
 	resuming   map[string]*outStream      // streams waiting for the relay to answer a stream_resume
 	ended      map[int]int                // connection -> its last authenticated session that ended
 	resumable  map[int]bool               // connection -> its relay keeps cut response streams
+	// sinks holds the socket of each live session that frames came on:
+	// answers pinned to it go straight there, with no mailbox hop.
+	sinks map[route]messages.Sink
 	lingering  []lingering                // resumable streams sent whole, until the relay has surely read their end
 	lingerSize int64                      // the bytes they keep
 }
@@ -169,6 +174,7 @@ func newTunnel(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 		reported:   map[key]bool{},
 		resuming:   map[string]*outStream{},
 		resumable:  map[int]bool{},
+		sinks:      map[route]messages.Sink{},
 		ended:      map[int]int{},
 	}
 	if t.system == nil {
@@ -191,6 +197,7 @@ func (t *Tunnel) props() *actor.Props {
 		cfg:      t.cfg,
 		hooks:    hooks{deliver: t.deliver, lost: t.lost, state: t.stateChanged, acked: t.acked, begun: t.begun.Load},
 		instance: uuid.NewString(),
+		sessions: &t.sessions,
 	}
 	return actor.PropsFromProducer(func() actor.Actor { return newRoot(e) })
 }
@@ -321,7 +328,7 @@ func (p *pipeline) write(ctx context.Context, f *wire.Frame, chunk []byte) error
 		return messages.ErrStopped
 	}
 	o := p.t.outbound(ctx, f, chunk, p.via)
-	p.t.system.Root.Send(p.t.root, &sendFrame{out: o})
+	p.t.post(o)
 	p.pending = append(p.pending, o.Reply)
 	return nil
 }
@@ -574,7 +581,7 @@ func (t *Tunnel) write(ctx context.Context, f *wire.Frame, chunk []byte, to rout
 		return route{}, messages.ErrStopped
 	}
 	o := t.outbound(ctx, f, chunk, to)
-	t.system.Root.Send(t.root, &sendFrame{out: o})
+	t.post(o)
 	select {
 	case err := <-o.Reply:
 		if err != nil {
@@ -594,7 +601,26 @@ func (t *Tunnel) sendAsync(f *wire.Frame, to route) {
 	if t.stopped.Load() {
 		return
 	}
-	t.system.Root.Send(t.root, &sendFrame{out: t.outbound(context.Background(), f, nil, to)})
+	t.post(t.outbound(context.Background(), f, nil, to))
+}
+
+// post hands o to the socket of the session it is pinned to, when frames
+// came in on that session (no mailbox hop: an answer goes back the way its
+// request came), and otherwise to the root, which picks a connection or
+// queues o.
+func (t *Tunnel) post(o *messages.Outbound) {
+	if o.Pinned {
+		t.mu.Lock()
+		sink := t.sinks[route{conn: o.Conn, epoch: o.Epoch}]
+		t.mu.Unlock()
+		if sink != nil {
+			if !sink.Push(o) {
+				o.Answer(fmt.Errorf("%w (connection %d, session %d ended)", messages.ErrConnectionLost, o.Conn, o.Epoch))
+			}
+			return
+		}
+	}
+	t.system.Root.Send(t.root, &sendFrame{out: o})
 }
 
 func (t *Tunnel) stateChanged(s messages.StateChanged) {

@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -41,6 +43,15 @@ type Config struct {
 	// streams open when it is lost, for the supervisor to move them to
 	// another connection (stream_resume).
 	Resume bool
+	// Deliver receives, on the socket's reader goroutine, every application
+	// frame and chunk of an authenticated session, in order, tagged with
+	// Index, the session's epoch and its Sink: the data path takes them
+	// without a mailbox hop. It must not block. Nil sends them to the
+	// connection actor's parent as *messages.Inbound.
+	Deliver func(*messages.Inbound)
+	// NewSession numbers each authenticated session (its epoch); numbers
+	// must grow. Nil numbers them from 1 for this Config's connections.
+	NewSession func() int
 	// Encodings are offered in the auth frame, most preferred first; the
 	// relay's auth_ok chooses. Default [bin1, json]; [json] keeps every
 	// frame JSON text.
@@ -98,6 +109,10 @@ func (c Config) withDefaults() Config {
 	}
 	if len(c.Encodings) == 0 {
 		c.Encodings = d.Encodings
+	}
+	if c.NewSession == nil {
+		var sessions atomic.Int64
+		c.NewSession = func() int { return int(sessions.Add(1)) }
 	}
 	c.ConnectTimeout = orDefault(c.ConnectTimeout, d.ConnectTimeout)
 	c.PingInterval = max(c.PingInterval, 0)

@@ -78,10 +78,15 @@ func (c *connector) start(ctx actor.Context) {
 	c.sock = newSocket(c.cfg)
 	c.report(ctx, &messages.StateChanged{State: messages.Connecting})
 	system, self, sock := ctx.ActorSystem(), ctx.Self(), c.sock
+	deliver := c.cfg.Deliver
+	if deliver == nil {
+		parent := ctx.Parent()
+		deliver = func(in *messages.Inbound) { system.Root.Send(parent, in) }
+	}
 	sock.wg.Add(1)
 	go func() {
 		defer sock.wg.Done()
-		sock.run(func(msg any) { system.Root.Send(self, msg) })
+		sock.run(func(msg any) { system.Root.Send(self, msg) }, deliver)
 	}()
 }
 
@@ -94,28 +99,23 @@ func (c *connector) authenticated(ctx actor.Context, m *authOK) {
 	}()
 	c.report(ctx, &messages.StateChanged{
 		State:       messages.Authenticated,
+		Epoch:       m.epoch,
 		SessionID:   m.sessionID,
 		Resume:      m.resume,
 		ConnectTime: time.Since(sock.started),
 	})
 }
 
-// dispatch routes one received message. Unknown frame types are answered
-// with an error frame and the connection stays up, as PROTOCOL.md asks.
+// dispatch handles a frame that is the connection's own business.
+// Unknown frame types are answered with an error frame and the connection
+// stays up, as PROTOCOL.md asks.
 func (c *connector) dispatch(ctx actor.Context, m *received) {
-	if m.chunk != nil {
-		ctx.Send(ctx.Parent(), &messages.Inbound{Chunk: m.chunk})
-		return
-	}
 	f := m.frame
 	switch f.Type {
 	case wire.TypeHeartbeatAck:
 		ctx.Send(ctx.Parent(), &messages.HeartbeatAck{MessageID: f.MessageID, Timestamp: f.Timestamp, At: m.at})
 	case wire.TypeHeartbeat:
 		c.sendOwn(&wire.Frame{Type: wire.TypeHeartbeatAck, MessageID: f.MessageID, Timestamp: f.Timestamp})
-	case wire.TypeRequest, wire.TypeResponse, wire.TypeError, wire.TypeCancel,
-		wire.TypeStreamEnd, wire.TypeStreamError, wire.TypeWindowUpdate, wire.TypeStreamResume:
-		ctx.Send(ctx.Parent(), &messages.Inbound{Frame: f})
 	default:
 		c.sendOwn(&wire.Frame{Type: wire.TypeError, MessageID: f.MessageID, Error: fmt.Sprintf("unknown message type %q", f.Type)})
 	}

@@ -5,12 +5,15 @@
 //
 // Messages it sends to its parent:
 //   - *messages.StateChanged: Connecting, Connected, Authenticating, then
-//     Authenticated with the session id and the time from dial to auth_ok.
+//     Authenticated with the session id, its epoch (Config.NewSession) and
+//     the time from dial to auth_ok.
 //     Attempt is left 0; the parent numbers attempts.
 //   - *messages.HeartbeatAck: each heartbeat_ack received.
-//   - *messages.Inbound: each application frame received (request, response,
-//     error, cancel, stream_end, stream_error, window_update) and each binary
-//     chunk of a streamed body.
+//   - *messages.Inbound, only when Config.Deliver is nil: each application
+//     frame received (request, response, error, cancel, stream_end,
+//     stream_error, window_update, stream_resume) and each binary chunk of
+//     a streamed body. With Deliver set, the socket's reader hands them to
+//     it directly, with no mailbox hop: the supervisor's data path.
 //   - *messages.Undeliverable: Outbound frames it did not start writing,
 //     because it was not authenticated yet or because it failed or restarted.
 //

@@ -51,6 +51,9 @@ func (q *queue) push(it item) bool {
 	return true
 }
 
+// Push queues a caller's frame: the queue is the session's messages.Sink.
+func (q *queue) Push(o *messages.Outbound) bool { return q.push(item{out: o}) }
+
 // pop takes the oldest item; false when there is none or the queue is closed.
 func (q *queue) pop() (item, bool) {
 	q.mu.Lock()

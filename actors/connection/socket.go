@@ -51,13 +51,15 @@ type (
 	authOK   struct {
 		sock      *socket
 		ws        *websocket.Conn
+		epoch     int
 		sessionID string
 		resume    bool // the relay keeps response streams for a stream_resume
 	}
+	// received is a frame that is the connection's own business
+	// (heartbeats, unknown types); application frames go to deliver.
 	received struct {
 		sock  *socket
 		frame *wire.Frame
-		chunk *messages.Chunk
 		at    time.Time
 	}
 	sockFailed struct {
@@ -76,8 +78,9 @@ func newSocket(cfg Config) *socket {
 }
 
 // run dials, authenticates and then reads until the connection ends. It is
-// the socket's only reader. Runs in its own goroutine.
-func (s *socket) run(send func(any)) {
+// the socket's only reader. Runs in its own goroutine: send reaches the
+// actor, deliver the data path.
+func (s *socket) run(send func(any), deliver func(*messages.Inbound)) {
 	defer close(s.readerDone)
 	deadline := s.started.Add(s.cfg.ConnectTimeout)
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
@@ -121,8 +124,13 @@ func (s *socket) run(send func(any)) {
 		return
 	}
 	s.bin1 = ok.Encoding == wire.EncodingBin1 && slices.Contains(s.cfg.Encodings, wire.EncodingBin1)
-	send(&authOK{sock: s, ws: ws, sessionID: ok.SessionID, resume: ok.Resume})
-	send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: s.read(ws, send)})
+	epoch := s.cfg.NewSession()
+	send(&authOK{sock: s, ws: ws, epoch: epoch, sessionID: ok.SessionID, resume: ok.Resume})
+	err = s.read(ws, send, func(in *messages.Inbound) {
+		in.Conn, in.Epoch, in.Sink = s.cfg.Index, epoch, s.queue
+		deliver(in)
+	})
+	send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: err})
 }
 
 // dial opens the TCP connection and keeps it, so that Stop can close it even
@@ -169,8 +177,9 @@ func awaitAuth(ws *websocket.Conn) (ok *wire.Frame, err error) {
 }
 
 // read forwards every message until one fails; it returns the first cause.
+// Application frames and chunks go to deliver, the rest to the actor.
 // Every message and every pong gives the relay PongTimeout more.
-func (s *socket) read(ws *websocket.Conn, send func(any)) error {
+func (s *socket) read(ws *websocket.Conn, send func(any), deliver func(*messages.Inbound)) error {
 	extend := func() error { return ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout)) }
 	_ = extend()
 	ws.SetPongHandler(func(string) error { return extend() })
@@ -180,31 +189,32 @@ func (s *socket) read(ws *websocket.Conn, send func(any)) error {
 			return err
 		}
 		_ = extend()
-		msg := &received{sock: s, at: time.Now()}
-		if messageType == websocket.BinaryMessage && s.bin1 && wire.IsBin1(data) {
-			f, err := wire.DecodeBin1(data)
-			if err != nil {
-				return err
-			}
-			msg.frame = f
-		} else if messageType == websocket.BinaryMessage {
+		var f *wire.Frame
+		switch {
+		case messageType == websocket.BinaryMessage && s.bin1 && wire.IsBin1(data):
+			f, err = wire.DecodeBin1(data)
+		case messageType == websocket.BinaryMessage:
 			id, chunk, err := wire.DecodeChunk(data)
 			if err != nil {
 				return err
 			}
-			msg.chunk = &messages.Chunk{MessageID: id, Data: chunk}
-		} else {
-			f, err := wire.Decode(data)
-			if err != nil {
-				return err
-			}
-			switch f.Type {
-			case wire.TypeAuth, wire.TypeAuthOK, wire.TypeAuthError:
-				return fmt.Errorf("%w: %q frame after auth_ok", ErrProtocol, f.Type)
-			}
-			msg.frame = f
+			deliver(&messages.Inbound{Chunk: &messages.Chunk{MessageID: id, Data: chunk}})
+			continue
+		default:
+			f, err = wire.Decode(data)
 		}
-		send(msg)
+		if err != nil {
+			return err
+		}
+		switch f.Type {
+		case wire.TypeAuth, wire.TypeAuthOK, wire.TypeAuthError:
+			return fmt.Errorf("%w: %q frame after auth_ok", ErrProtocol, f.Type)
+		case wire.TypeRequest, wire.TypeResponse, wire.TypeError, wire.TypeCancel,
+			wire.TypeStreamEnd, wire.TypeStreamError, wire.TypeWindowUpdate, wire.TypeStreamResume:
+			deliver(&messages.Inbound{Frame: f})
+		default:
+			send(&received{sock: s, frame: f, at: time.Now()})
+		}
 	}
 }
 

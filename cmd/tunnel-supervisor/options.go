@@ -70,6 +70,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&tc.Tunnel, "tunnel", def.Tunnel, "tunnel name sent to the relay")
 	fs.StringVar(&o.agent.Forward, "forward", o.agent.Forward, "base URL of the local upstream (the TTS server)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "address of /health, /status and /metrics")
+	fs.BoolVar(&o.agent.Profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on -listen (keep -listen private)")
 	fs.DurationVar(&tc.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "time between heartbeats")
 	fs.DurationVar(&tc.HeartbeatTimeout, "heartbeat-timeout", def.HeartbeatTimeout, "no heartbeat ack for this long: the connection is stale")
 	fs.DurationVar(&tc.ConnectTimeout, "connect-timeout", def.ConnectTimeout, "bound on dial, upgrade and authentication")

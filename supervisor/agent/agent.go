@@ -52,6 +52,8 @@ type Config struct {
 	// Listener serves /health, /status and /metrics; nil serves none. The
 	// agent owns it: Shutdown closes it, and so does a Start that fails.
 	Listener net.Listener
+	// Profiling serves /debug/pprof/ on Listener (see httpapi.Config).
+	Profiling bool
 	// DrainTimeout is how long Shutdown lets the requests in flight finish
 	// before it stops the tunnel; default DefaultDrainTimeout. Zero does not
 	// wait.
@@ -165,7 +167,7 @@ func start(cfg Config) (*Agent, error) {
 	}
 	if ln := cfg.Listener; ln != nil {
 		a.srv = &http.Server{
-			Handler:           httpapi.NewHandler(httpapi.Config{Status: t, Forward: metrics, InFlight: fwd.InFlight}),
+			Handler:           httpapi.NewHandler(httpapi.Config{Status: t, Forward: metrics, InFlight: fwd.InFlight, Profiling: cfg.Profiling}),
 			ReadHeaderTimeout: readHeaderTimeout,
 		}
 		go a.serve(ln)

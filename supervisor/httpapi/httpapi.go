@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,6 +22,10 @@ type Config struct {
 	Status   StatusSource    // required
 	Forward  *ForwardMetrics // forwarding metrics; nil: none
 	InFlight func() int      // requests being forwarded, exported as a gauge; nil: none
+	// Profiling serves Go's profiles under /debug/pprof/ (net/http/pprof),
+	// for finding where CPU and memory go; off by default, since a profile
+	// costs CPU while it runs and shows the program's internals.
+	Profiling bool
 }
 
 // Health is the body of GET /health, in the seed's shape.
@@ -30,7 +35,8 @@ type Health struct {
 	Status          string  `json:"status"`        // "healthy" or "degraded"
 }
 
-// NewHandler returns the handler serving /health, /status and /metrics. Each
+// NewHandler returns the handler serving /health, /status and /metrics (and
+// /debug/pprof/ when cfg.Profiling is set). Each
 // handler has a Prometheus registry of its own, with the Go runtime and
 // process collectors besides the tunnel's metrics.
 func NewHandler(cfg Config) http.Handler {
@@ -67,6 +73,13 @@ func NewHandler(cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, cfg.Status.Status(), true)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if cfg.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -287,3 +287,21 @@ func TestMetricsWithoutForwarding(t *testing.T) {
 		t.Fatalf("GET /metrics = %d\n%s", code, body)
 	}
 }
+
+// Profiles are served only when asked for.
+func TestProfilingOnlyWhenEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		profiling bool
+		want      int
+	}{{false, http.StatusNotFound}, {true, http.StatusOK}} {
+		srv := serve(t, Config{Status: &fakeStatus{s: connected()}, Profiling: tc.profiling})
+		resp, err := http.Get(srv.URL + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("Profiling %v: GET /debug/pprof/ = %d, want %d", tc.profiling, resp.StatusCode, tc.want)
+		}
+	}
+}
