@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -257,7 +256,10 @@ func (r *StreamReader) Share(b *Budget) *StreamReader {
 	return r
 }
 
-// Push adds a copy of one chunk to the buffer. It returns an error wrapping
+// Push adds one chunk to the buffer. It keeps chunk itself, without a
+// copy: the caller hands it over and must not change it afterwards (a
+// chunk decoded from a message that ReadMessage returned is the caller's
+// own to give). It returns an error wrapping
 // ErrWindowExceeded, and keeps nothing, if the chunk is larger than the
 // credit the sender has left. If the chunk takes a shared budget over its
 // limit, the reader whose consumer lags the most is given up (see Budget);
@@ -275,7 +277,7 @@ func (r *StreamReader) Push(chunk []byte) error {
 	}
 	r.credit -= int64(len(chunk))
 	r.pushed += int64(len(chunk))
-	r.chunks = append(r.chunks, bytes.Clone(chunk))
+	r.chunks = append(r.chunks, chunk)
 	r.arrived.Signal()
 	var victim *StreamReader
 	if r.budget != nil {
