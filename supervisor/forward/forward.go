@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -355,23 +356,32 @@ var hopByHop = []string{
 }
 
 // withoutHopByHop copies h with canonical names, leaving out hop-by-hop
-// headers and those the Connection header names.
+// headers and those the Connection header names. The copy shares h's value
+// slices where a name occurs once: neither side changes them afterwards,
+// and on every request this is the forwarder's largest cost of its own.
 func withoutHopByHop(h map[string][]string) http.Header {
 	out := make(http.Header, len(h))
+	var connection []string
 	for name, values := range h {
-		for _, v := range values {
-			out.Add(name, v)
+		key := textproto.CanonicalMIMEHeaderKey(name)
+		if slices.Contains(hopByHop, key) {
+			if key == "Connection" {
+				connection = append(connection, values...)
+			}
+			continue
+		}
+		if prev, ok := out[key]; ok {
+			out[key] = append(slices.Clip(prev), values...)
+		} else {
+			out[key] = values
 		}
 	}
-	for _, v := range out.Values("Connection") {
+	for _, v := range connection {
 		for _, name := range strings.Split(v, ",") {
 			if name = textproto.TrimString(name); name != "" {
 				out.Del(name)
 			}
 		}
-	}
-	for _, name := range hopByHop {
-		out.Del(name)
 	}
 	return out
 }
