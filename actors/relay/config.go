@@ -71,6 +71,11 @@ type Config struct {
 	// which tunnels exist and are up, and so are not public. Default
 	// DefaultAdminListen; empty serves no admin endpoints.
 	AdminListen string
+	// Pprof serves net/http/pprof under /debug/pprof/ on the admin
+	// listener, to profile a relay where it runs (its heap with thousands
+	// of idle sessions, its CPU under load). Off by default: profiles show
+	// the relay's internals and cost CPU while taken. Needs AdminListen.
+	Pprof bool
 
 	// AuthToken is the API key of the tunnel "default".
 	AuthToken string
@@ -270,6 +275,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogRate < 0 {
 		return fmt.Errorf("relay: LogRate must not be negative, got %d", c.LogRate)
+	}
+	if c.Pprof && c.AdminListen == "" {
+		return errors.New("relay: Pprof needs AdminListen: profiles are served there only")
 	}
 	if c.ProxyProtocol && len(c.TrustedProxies) == 0 {
 		return errors.New("relay: ProxyProtocol needs TrustedProxies: the header is read from them only")

@@ -113,6 +113,39 @@ func TestMetricsCountSessionsFailuresRequestsAndBytes(t *testing.T) {
 	}
 }
 
+// Profiles are served on the admin listener with Pprof only, never on the
+// public one.
+func TestPprofOnlyWhenAskedAndOnlyOnAdmin(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		pprof        bool
+		admin, front int
+	}{
+		// The public front routes the path to the tunnel "default", which
+		// has no session: 503, not a profile.
+		{"off by default", false, http.StatusNotFound, http.StatusServiceUnavailable},
+		{"on", true, http.StatusOK, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := startRelay(t, func(c *relay.Config) { c.Pprof, c.HoldTimeout = tc.pprof, 0 })
+			c := httpClient(t)
+			for _, probe := range []struct {
+				url  string
+				want int
+			}{{adminURL(r) + "/debug/pprof/heap?debug=1", tc.admin}, {baseURL(r) + "/debug/pprof/heap?debug=1", tc.front}} {
+				resp, err := c.Get(probe.url)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if got := resp.StatusCode; got != probe.want {
+					t.Errorf("GET %s: %d, want %d", probe.url, got, probe.want)
+				}
+			}
+		})
+	}
+}
+
 func TestTLSServesWSS(t *testing.T) {
 	certFile, keyFile, pool := harness.SelfSigned(t)
 	r := startRelay(t, func(c *relay.Config) { c.TLSCertFile, c.TLSKeyFile = certFile, keyFile })

@@ -348,7 +348,7 @@ func (p *proxyCall) closeIfUnread() {
 func (p *proxyCall) tellDone(cancel bool) {
 	if !p.done && p.id != "" {
 		p.done = true
-		p.r.system.Root.Send(p.r.root, &relaymsg.Done{MessageID: p.id, Cancel: cancel})
+		p.r.system.Root.Send(p.r.router, &relaymsg.Done{MessageID: p.id, Cancel: cancel})
 	}
 }
 
@@ -377,7 +377,7 @@ func (p *proxyCall) run(path string) {
 		frame.Body = inline
 	}
 	ex := relaymsg.NewExchange(p.tunnel, frame, window)
-	p.r.system.Root.Send(p.r.root, &relaymsg.Forward{Exchange: ex})
+	p.r.system.Root.Send(p.r.router, &relaymsg.Forward{Exchange: ex})
 	defer p.finish()
 	out, ok := p.await(ex, stream)
 	if ok {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ const (
 	readHeaderTimeout = 30 * time.Second
 	// idleTimeout closes keep-alive public connections left idle.
 	idleTimeout = 2 * time.Minute
+	// readBuffer is the read buffer of each supervisor connection: room
+	// for a few dozen small frames read at once under load.
+	readBuffer = 2 << 10
 	// deadLetterThrottle is the period of protoactor's dead-letter log
 	// throttle, whose goroutine lives that long after the last dead letter.
 	deadLetterThrottle = 100 * time.Millisecond
@@ -44,6 +48,7 @@ type Relay struct {
 	log      *logrus.Entry
 	system   *actor.ActorSystem
 	root     *actor.PID
+	router   *actor.PID // where the front sends Forward and Done
 	metrics  *metrics
 	proxies  proxies
 	slots    slots // public requests in flight per tunnel
@@ -106,6 +111,11 @@ func Start(cfg Config) (*Relay, error) {
 		closing:  make(chan struct{}),
 		served:   make(chan error, 2),
 		upgrader: websocket.Upgrader{
+			// Its own read buffer, smaller than net/http's 4 KiB one it
+			// would otherwise keep: every session holds it for life, and
+			// an idle one reads a heartbeat each 15 s. Large messages are
+			// read past it, straight into their own buffer.
+			ReadBufferSize:  readBuffer,
 			WriteBufferPool: &sync.Pool{},
 			// Supervisors are programs, not pages: there is no origin to trust.
 			CheckOrigin: func(*http.Request) bool { return true },
@@ -117,6 +127,14 @@ func Start(cfg Config) (*Relay, error) {
 	)
 	root := newRoot(cfg, keys, r.metrics, budget, &r.running)
 	r.root = r.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return root }))
+	if r.router, err = ask[*actor.PID](r, &routerPID{}); err != nil {
+		r.system.Shutdown()
+		_ = ln.Close()
+		if adminLn != nil {
+			_ = adminLn.Close()
+		}
+		return nil, fmt.Errorf("relay: starting actors: %w", err)
+	}
 	r.errorLog = cfg.Logger.WriterLevel(logrus.DebugLevel)
 	errorLog := log.New(r.errorLog, "", 0)
 	r.srv = &http.Server{
@@ -287,5 +305,12 @@ func (r *Relay) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { r.serveHealth(w) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}))
+	if r.cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -27,6 +27,10 @@ type openSession struct {
 // sessionOpened answers openSession.
 type sessionOpened struct{}
 
+// routerPID asks the root for the router's PID, which the front sends
+// Forward and Done to straight.
+type routerPID struct{}
+
 // rootActor is the relay's root: parent and supervisor of the auth manager,
 // the router and every session, and the post office between them and the
 // HTTP front. It forwards with the original sender kept, so answers go
@@ -91,6 +95,11 @@ func (r *rootActor) Receive(ctx actor.Context) {
 	case *actor.Started:
 		r.auth = ctx.Spawn(auth.Props(r.authCfg))
 		r.router = ctx.Spawn(router.Props(r.routerCfg))
+		// Sessions and the front talk to the router straight; a restarted
+		// router keeps its PID.
+		r.sessionCfg.Router = r.router
+	case *routerPID:
+		ctx.Respond(r.router)
 	case *openSession:
 		r.makeRoom(ctx, msg.addr)
 		pid := ctx.Spawn(session.Props(msg.conn, msg.addr, r.sessionCfg))

@@ -57,6 +57,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.SetOutput(out)
 	fs.StringVar(&c.Listen, "listen", c.Listen, "public address: /tunnel for supervisors and the tunnels, host:port")
 	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "address of /health and /metrics, host:port; empty for none (keep it off the internet)")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve net/http/pprof under /debug/pprof/ on the admin listener (profiling; off by default)")
 	fs.StringVar(&c.AuthToken, "auth-token", "", "API key of the tunnel \"default\" (prefer the environment: flags show in ps)")
 	fs.StringVar(&c.KeysFile, "keys-file", "", "file of \"name key\" lines, one tunnel each; # starts a comment")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "how long a public request waits for the tunnel's response (504 beyond)")

@@ -34,8 +34,10 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 				c.UpgradeBurst == 50 && c.MaxAuthFailures == 20 && c.AuthFailureWindow == time.Minute &&
 				len(c.TrustedProxies) == 0 && !c.ProxyProtocol && c.LogRate == 10 && o.logLevel == "info" && o.logFormat == "text" &&
 				c.MaxSessionsPerTunnel == 16 && c.HoldTimeout == 15*time.Second && c.MaxHeld == 256 && c.MaxHeldBytes == 16<<20 &&
-				c.RetryIdempotent && c.ResumeTimeout == 15*time.Second
+				c.RetryIdempotent && c.ResumeTimeout == 15*time.Second && !c.Pprof
 		}, ""},
+		{"pprof flag", []string{"-pprof"}, nil, func(o *options) bool { return o.relay.Pprof }, ""},
+		{"pprof from the environment", nil, map[string]string{"RELAY_PPROF": "true"}, func(o *options) bool { return o.relay.Pprof }, ""},
 		{"high availability flags", []string{"-max-sessions-per-tunnel", "4", "-hold-timeout", "0", "-max-held", "8", "-max-held-bytes", "1024", "-retry-idempotent=false", "-resume-timeout", "0"}, nil,
 			func(o *options) bool {
 				c := o.relay

@@ -278,7 +278,10 @@ type Cancel struct {
 	MessageID string
 }
 
-// Release tells a session that MessageID is complete: forget it, send nothing.
+// Release tells a session that MessageID is complete: forget it, send
+// nothing. It is sent only for an exchange with a streamed body either way:
+// a session forgets one whose response and request were both inline as it
+// routes the response.
 type Release struct {
 	MessageID string
 }

@@ -80,8 +80,9 @@
 //	                404 (unknown tunnel) or 503 (hold full or off)
 //	*Response    -> Outcome to the exchange
 //	*Failed      -> Outcome 502 to the exchange
-//	*Done        -> Cancel or Release to the session; a held request is
-//	                forgotten, an orphan's body closed
+//	*Done        -> Cancel, or Release of a streamed exchange, to the
+//	                session (one inline both ways it forgot already); a
+//	                held request is forgotten, an orphan's body closed
 //	*Resume      -> Adopt (orphan) or ResumeRefused to the asking session,
 //	                or Handover to the session feeding the stream
 //	*HandedOver  -> Adopt or ResumeRefused to the asking session

@@ -738,8 +738,11 @@ func (r *router) done(ctx actor.Context, msg *relaymsg.Done) {
 		// Held: no session has heard of it.
 	case msg.Cancel || !p.answered:
 		ctx.Send(s.pid, &relaymsg.Cancel{MessageID: msg.MessageID})
-	default:
+	case p.body != nil || p.ex.Upload != nil:
 		ctx.Send(s.pid, &relaymsg.Release{MessageID: msg.MessageID})
+	default:
+		// An inline response to an inline request: the session forgot
+		// the exchange when it routed the response.
 	}
 }
 

@@ -1,8 +1,12 @@
 // Package session is the relay's session actor: one per supervisor
-// connection. It owns the WebSocket: one reader goroutine and, once there is
-// something to write for an authenticated session or a close to send, one
-// writer goroutine; they talk to the actor only through messages and the
-// session's outbox. The actor itself never blocks.
+// connection. It owns the WebSocket: one reader goroutine and, while there
+// is something to write for an authenticated session or a close to send,
+// one writer goroutine, which returns once the outbox is empty (an idle
+// session holds no writer, nor its stack; pings, when a ping interval is
+// set, are queued by a timer like any frame). They talk to the actor only
+// through messages and the session's outbox. The actor itself never
+// blocks. The session keeps no log entry: its fields are put together
+// when a line is logged.
 //
 // Lifecycle: the supervisor must send a valid auth frame within the auth
 // timeout, and nothing else first. Until auth_ok the connection costs almost
@@ -65,8 +69,12 @@
 //	to parent:   *Authenticate (request; answer *AuthResult comes back),
 //	             *SessionUp with instance, index and resume (request;
 //	             answer *Registered comes back, which may refuse),
-//	             *AuthTimedOut, *SessionDown with the requests written and
-//	             the orphans, *Response, *Failed, *Resume, *HandedOver
+//	             *AuthTimedOut
+//	to router:   *SessionDown with the requests written and the orphans,
+//	             *Response, *Failed, *Resume, *HandedOver (to
+//	             Config.Router, or the parent when it is nil). A response
+//	             inline to an inline request completes its exchange: the
+//	             session forgets it at once, and gets no Release for it.
 //	from parent: *Evict
 //	from router: *Dispatch, *Cancel, *Release, *CloseSession, *Handover,
 //	             *Adopt, *ResumeRefused

@@ -38,12 +38,11 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 			s.instance, s.index = f.Instance, f.Index
 			s.resume = f.Resume && s.cfg.Resume
 			s.encoding = wire.Choose(f.Encodings, s.cfg.Encodings...)
-			s.log = s.log.WithFields(logrus.Fields{"tunnel": wire.Excerpt(s.tunnel), "client": wire.Excerpt(f.Client),
-				"instance": wire.Excerpt(f.Instance), "index": f.Index, "resume": s.resume})
+			s.client = wire.Excerpt(f.Client)
 			ctx.Request(ctx.Parent(), &relaymsg.Authenticate{APIKey: f.APIKey, Tunnel: s.tunnel, Addr: s.addr})
 			return
 		}
-		s.log.WithField("type", wire.Excerpt(f.Type)).Warn("Frame before authentication; closing")
+		s.logs().WithField("type", wire.Excerpt(f.Type)).Warn("Frame before authentication; closing")
 		s.close(ctx, NotAuthFirst)
 		return
 	}
@@ -68,7 +67,7 @@ func (s *session) onFrame(ctx actor.Context, f *wire.Frame) {
 			return
 		}
 		// The router knows whose stream it is, and whether it still runs.
-		ctx.Send(ctx.Parent(), &relaymsg.Resume{MessageID: f.MessageID, Session: ctx.Self()})
+		ctx.Send(s.router(ctx), &relaymsg.Resume{MessageID: f.MessageID, Session: ctx.Self()})
 	case wire.TypeRequest:
 		// Its body's chunks, if it has any, are dropped without a word.
 		s.cancelled.add(f.MessageID)
@@ -118,12 +117,13 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 		if s.reason == "" {
 			s.reason = causes[SessionLimit].reason
 		}
-		s.log.WithField("reason", s.reason).Warn("Session limit reached; refusing an authenticated supervisor")
+		s.logs().WithField("reason", s.reason).Warn("Session limit reached; refusing an authenticated supervisor")
 		s.close(ctx, SessionLimit)
 		return
 	}
 	s.phase = open
 	s.authTimer()
+	s.authTimer = func() {} // the stopped timer need not be kept
 	ok := &wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id, Resume: s.resume}
 	if s.encoding != wire.EncodingJSON {
 		ok.Encoding = s.encoding
@@ -133,7 +133,7 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 	// (still held at its gate) accepts it.
 	s.link.bin1 = s.encoding == wire.EncodingBin1
 	s.link.proceed()
-	s.log.Info("Supervisor authenticated")
+	s.logs().Info("Supervisor authenticated")
 }
 
 // onDispatch queues the exchange's request frame. A streamed body waits
@@ -169,7 +169,12 @@ func (s *session) onResponse(ctx actor.Context, f *wire.Frame) {
 				c.body.Share(s.cfg.Budget)
 			}
 		}
-		ctx.Send(ctx.Parent(), &relaymsg.Response{MessageID: id, Frame: f, Body: c.body})
+		ctx.Send(s.router(ctx), &relaymsg.Response{MessageID: id, Frame: f, Body: c.body})
+		if c.body == nil && c.upload == nil {
+			// Complete: nothing more comes for it, and the router sends
+			// no Release for it.
+			delete(s.calls, id)
+		}
 	}
 }
 
@@ -199,9 +204,9 @@ func (s *session) onHandover(ctx actor.Context, h *relaymsg.Handover) {
 		body.Rebind(discardGrant)
 		delete(s.calls, h.MessageID)
 		s.cancelled.add(h.MessageID)
-		s.log.WithField("message_id", wire.Excerpt(h.MessageID)).Info("Response stream handed over to another session of the supervisor")
+		s.logs().WithField("message_id", wire.Excerpt(h.MessageID)).Info("Response stream handed over to another session of the supervisor")
 	}
-	ctx.Send(ctx.Parent(), &relaymsg.HandedOver{MessageID: h.MessageID, To: h.To, Body: body})
+	ctx.Send(s.router(ctx), &relaymsg.HandedOver{MessageID: h.MessageID, To: h.To, Body: body})
 }
 
 // onAdopt takes over a resumed response stream. The stream is routed here
@@ -214,7 +219,7 @@ func (s *session) onAdopt(a *relaymsg.Adopt) {
 	}
 	s.calls[id] = &call{body: a.Body, answered: true}
 	offset, credit := a.Body.Rebind(s.granter(id))
-	s.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "offset": offset, "credit": credit}).Info("Response stream resumed")
+	s.logs().WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "offset": offset, "credit": credit}).Info("Response stream resumed")
 	s.reply(&wire.Frame{Type: wire.TypeStreamResume, MessageID: id, Offset: offset, Bytes: credit})
 }
 
@@ -241,10 +246,10 @@ func (s *session) onChunk(id string, data []byte) {
 	c.body.Fail(err)
 	c.body = nil
 	if errors.Is(err, wire.ErrBudgetExceeded) {
-		s.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "error": err}).Warn("Public client lags while the relay's stream buffers are full; cutting its response off")
+		s.logs().WithFields(logrus.Fields{"message_id": wire.Excerpt(id), "error": err}).Warn("Public client lags while the relay's stream buffers are full; cutting its response off")
 		return
 	}
-	s.log.WithField("message_id", wire.Excerpt(id)).Warn("Supervisor ignored the stream window")
+	s.logs().WithField("message_id", wire.Excerpt(id)).Warn("Supervisor ignored the stream window")
 	s.complain(id, err.Error())
 }
 
@@ -273,9 +278,9 @@ func (s *session) onGiveUp(ctx actor.Context, f *wire.Frame) {
 	c := s.calls[f.MessageID]
 	switch {
 	case c == nil:
-		s.log.WithFields(logrus.Fields{"message_id": wire.Excerpt(f.MessageID), "type": f.Type, "error": wire.Excerpt(f.Error)}).Debug("Supervisor gave up on a message the session does not know")
+		s.logs().WithFields(logrus.Fields{"message_id": wire.Excerpt(f.MessageID), "type": f.Type, "error": wire.Excerpt(f.Error)}).Debug("Supervisor gave up on a message the session does not know")
 	case !c.answered:
-		ctx.Send(ctx.Parent(), &relaymsg.Failed{MessageID: f.MessageID, Error: text})
+		ctx.Send(s.router(ctx), &relaymsg.Failed{MessageID: f.MessageID, Error: text})
 		s.drop(f.MessageID, c, errors.New(text))
 		s.cancelled.add(f.MessageID)
 	case c.body != nil:
@@ -328,13 +333,13 @@ func (s *session) onReadFailed(ctx actor.Context, err error) {
 		if s.phase != open {
 			limit = s.cfg.AuthReadLimit
 		}
-		s.log.WithField("limit", limit).Warn("Message over the read limit")
+		s.logs().WithField("limit", limit).Warn("Message over the read limit")
 		s.close(ctx, TooBig)
 	case errors.As(err, &ne) && ne.Timeout():
-		s.log.WithField("delay", s.cfg.HeartbeatTimeout.String()).Warn("Nothing from the supervisor for the heartbeat timeout; dropping it")
+		s.logs().WithField("delay", s.cfg.HeartbeatTimeout.String()).Warn("Nothing from the supervisor for the heartbeat timeout; dropping it")
 		s.close(ctx, Silent)
 	default:
-		s.log.WithError(err).Debug("Connection ended")
+		s.logs().WithError(err).Debug("Connection ended")
 		s.close(ctx, PeerGone)
 	}
 }

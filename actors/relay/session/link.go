@@ -1,8 +1,11 @@
 package session
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,8 +49,11 @@ type link struct {
 	// knows the peer answered the close (or is gone).
 	readerDone chan struct{}
 
-	// Used by the actor only: the gate is open, the writer runs.
-	gateOpen, writing bool
+	// gateOpen is used by the actor only: the reader may read on.
+	gateOpen bool
+	// pinger sends a ping every ping interval, from auth_ok; nil without
+	// pings. Set by the actor, stopped by the last writer.
+	pinger atomic.Pointer[time.Timer]
 	// bin1 is set by the actor when auth_ok chose the bin1 encoding, before
 	// the writer starts and the reader passes its gate: frames go out as
 	// bin1 from then on, and may come in so.
@@ -74,7 +80,7 @@ func (l *link) encode(f *wire.Frame) encoded {
 
 func newLink(conn *websocket.Conn, cfg Config, report func(msg any)) *link {
 	l := &link{conn: conn, batch: batchconn.Find(conn.NetConn()), cfg: cfg, report: report, gate: make(chan struct{}), readerDone: make(chan struct{})}
-	l.out = newOutbox(cfg.MaxReplyQueue, l.backlogged)
+	l.out = newOutbox(cfg.MaxReplyQueue, l.backlogged, l.startWriter)
 	if l.batch != nil {
 		// A heartbeat_ack goes ahead of queued uploads in the outbox, but not
 		// in the kernel: bound what waits there (best effort).
@@ -94,20 +100,40 @@ func (l *link) startReader() {
 	go l.read()
 }
 
-// proceed starts the writer, if it has not started, and lets the reader
-// past the gate. The actor calls it when the session opens (auth_ok) and
-// when it closes: the writer then sends the close frame, and a reader still
-// held reads on, within the auth read limit, to see the peer's answer.
+// proceed lets the writer run (it starts whenever there is something to
+// write) and the reader past the gate. The actor calls it when the
+// session opens (auth_ok) and when it closes: a writer then sends the
+// close frame, and a reader still held reads on, within the auth read
+// limit, to see the peer's answer. Pings, if any, start with the session.
 func (l *link) proceed() {
-	if !l.writing {
-		l.writing = true
-		l.cfg.Running.Add(1)
-		go l.write()
+	if l.cfg.PingInterval > 0 && l.pinger.Load() == nil && !l.closing.Load() {
+		// Made stopped, then started, so that its first tick finds it.
+		t := time.AfterFunc(time.Hour, l.ping)
+		t.Stop()
+		l.pinger.Store(t)
+		t.Reset(l.cfg.PingInterval)
 	}
+	l.out.enable()
 	if !l.gateOpen {
 		l.gateOpen = true
 		close(l.gate)
 	}
+}
+
+// ping queues a ping and sets the next one, until the session closes.
+func (l *link) ping() {
+	if l.closing.Load() {
+		return
+	}
+	l.out.ping()
+	l.pinger.Load().Reset(l.cfg.PingInterval)
+}
+
+// startWriter runs a writer goroutine: the outbox calls it when there is
+// something to write and no writer runs.
+func (l *link) startWriter() {
+	l.cfg.Running.Add(1)
+	go l.write()
 }
 
 // backlogged is the outbox's overflow: the supervisor lets its answers
@@ -137,7 +163,7 @@ func (l *link) read() {
 		return err
 	})
 	for first := true; ; first = false {
-		kind, data, err := l.conn.ReadMessage()
+		kind, data, err := l.readMessage()
 		if err != nil {
 			l.tell(&readFailed{err: err})
 			return
@@ -155,6 +181,42 @@ func (l *link) read() {
 			alive()
 		}
 	}
+}
+
+// scratch holds the messages being read, so that a large one (a 64 KiB
+// chunk of a streamed response) is read into one buffer that is reused,
+// rather than grown from 512 bytes for every message (io.ReadAll), which
+// cost the relay most of its CPU on bulk responses in garbage. Pooled, so
+// that an idle session holds none.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10+64); return &b }}
+
+// readMessage reads the next message whole: into a scratch buffer, then
+// copied into one of its exact size, which the frame or chunk keeps.
+func (l *link) readMessage() (int, []byte, error) {
+	kind, r, err := l.conn.NextReader()
+	if err != nil {
+		return kind, nil, err
+	}
+	bp := scratch.Get().(*[]byte)
+	defer scratch.Put(bp)
+	buf := (*bp)[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return kind, nil, err
+		}
+	}
+	if cap(buf) <= 1<<20 {
+		*bp = buf[:0]
+	}
+	return kind, bytes.Clone(buf), nil
 }
 
 func (l *link) deliver(kind int, data []byte) {
@@ -180,17 +242,12 @@ func (l *link) deliver(kind int, data []byte) {
 	}
 }
 
-// write runs the writer goroutine: it drains the outbox, pings every ping
-// interval, and once the outbox is closed sends the close frame, waits a
-// moment for the peer's answer, and closes the socket.
+// write runs a writer goroutine: it drains the outbox and returns once it
+// is empty, so that an idle session holds no writer. Once the outbox is
+// closed the last writer sends the close frame, waits a moment for the
+// peer's answer, and closes the socket.
 func (l *link) write() {
 	defer l.cfg.Running.Done()
-	var pings <-chan time.Time
-	if l.cfg.PingInterval > 0 {
-		ping := time.NewTicker(l.cfg.PingInterval)
-		defer ping.Stop()
-		pings = ping.C
-	}
 	for {
 		// Looked at before draining: every frame queued before the close
 		// (an auth_error) then goes out before the close frame.
@@ -225,13 +282,8 @@ func (l *link) write() {
 			l.shut(code, reason)
 			return
 		}
-		select {
-		case <-l.out.wake:
-		case <-pings:
-			if err := l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.cfg.WriteTimeout)); err != nil {
-				l.fail(err)
-				return
-			}
+		if l.out.idle() {
+			return
 		}
 	}
 }
@@ -256,6 +308,9 @@ func (l *link) flush() error {
 // writeMessage writes the control frame f, or the data message out when
 // it is set.
 func (l *link) writeMessage(f controlFrame, out *messages.Outbound) error {
+	if f.ping {
+		return l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.cfg.WriteTimeout))
+	}
 	data, kind := f.data, websocket.TextMessage
 	if f.binary {
 		kind = websocket.BinaryMessage
@@ -281,14 +336,23 @@ func (l *link) writeMessage(f controlFrame, out *messages.Outbound) error {
 	return err
 }
 
+// stopPings stops the pings, if any, when the socket is done with.
+func (l *link) stopPings() {
+	if t := l.pinger.Load(); t != nil {
+		t.Stop()
+	}
+}
+
 // fail ends a link whose socket could not be written.
 func (l *link) fail(err error) {
+	l.stopPings()
 	l.tell(&writeFailed{err: err})
 	l.out.close(websocket.CloseAbnormalClosure, "")
 	_ = l.conn.Close()
 }
 
 func (l *link) shut(code int, reason string) {
+	l.stopPings()
 	deadline := time.Now().Add(closeGrace)
 	_ = l.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline)
 	t := time.NewTimer(closeGrace)

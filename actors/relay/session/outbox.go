@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/gorilla/websocket"
@@ -37,7 +38,12 @@ type outbox struct {
 	closed     bool
 	code       int
 	reason     string
-	wake       chan struct{} // capacity 1: the writer has something to do
+	// The writer goroutine runs only while there is something to write:
+	// enabled once the actor lets it (auth_ok, or a close to send),
+	// running while one drains the queue. An idle session holds no
+	// writer, and no stack for one.
+	enabled, running bool
+	spawn            func() // starts a writer; called outside the lock
 	// unsent holds the message_ids of request frames that never reached
 	// the socket; made on first use.
 	unsent map[string]bool
@@ -51,17 +57,63 @@ type controlFrame struct {
 	// accepted, for a request whose body streams, receives the outbox's
 	// write once the request frame is written: the body may then follow.
 	accepted chan<- relaymsg.WriteFunc
+	// ping is a WebSocket ping (every ping interval, when one is set).
+	ping bool
 }
 
-func newOutbox(maxReplies int, overflow func()) *outbox {
-	return &outbox{maxReplies: maxReplies, overflow: overflow, wake: make(chan struct{}, 1)}
+// newOutbox returns an outbox whose writer, once enabled, spawn starts
+// whenever there is something to write and none runs.
+func newOutbox(maxReplies int, overflow, spawn func()) *outbox {
+	return &outbox{maxReplies: maxReplies, overflow: overflow, spawn: spawn}
 }
 
-func (o *outbox) notify() {
-	select {
-	case o.wake <- struct{}{}:
-	default:
+// wakeLocked reports whether a writer must be started for what is queued
+// (or for the close frame), and counts it as running; o.mu is held.
+func (o *outbox) wakeLocked() bool {
+	if !o.enabled || o.running || (!o.closed && len(o.control) == 0 && len(o.data) == 0) {
+		return false
 	}
+	o.running = true
+	return true
+}
+
+// unlockAndWake releases o.mu and starts a writer if one is needed.
+func (o *outbox) unlockAndWake() {
+	start := o.wakeLocked()
+	o.mu.Unlock()
+	if start {
+		o.spawn()
+	}
+}
+
+// enable lets writers run, and starts one if there is anything to write.
+func (o *outbox) enable() {
+	o.mu.Lock()
+	o.enabled = true
+	o.unlockAndWake()
+}
+
+// idle ends a writer that found the queue empty: it reports true, and the
+// writer returns, unless something came meanwhile or the outbox closed.
+func (o *outbox) idle() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed || len(o.control) > 0 || len(o.data) > 0 {
+		return false
+	}
+	o.running = false
+	return true
+}
+
+// ping queues a WebSocket ping, unless one waits already.
+func (o *outbox) ping() {
+	o.mu.Lock()
+	if o.closed || slices.ContainsFunc(o.control, func(f controlFrame) bool { return f.ping }) {
+		o.mu.Unlock()
+		return
+	}
+	o.control = append(o.control, controlFrame{ping: true})
+	o.unlockAndWake()
 }
 
 // frame queues a frame of the relay's own; once the outbox is closed
@@ -96,9 +148,8 @@ func (o *outbox) push(f controlFrame) {
 	if f.reply && o.replies+len(f.data) > o.maxReplies {
 		dropped := o.shut(websocket.CloseAbnormalClosure, "")
 		o.control, o.replies = nil, 0
-		o.mu.Unlock()
+		o.unlockAndWake()
 		answerLost(dropped)
-		o.notify()
 		o.overflow()
 		return
 	}
@@ -106,8 +157,7 @@ func (o *outbox) push(f controlFrame) {
 	if f.reply {
 		o.replies += len(f.data)
 	}
-	o.mu.Unlock()
-	o.notify()
+	o.unlockAndWake()
 }
 
 // write queues one message behind the others of its kind and waits until it
@@ -120,8 +170,7 @@ func (o *outbox) write(ctx context.Context, binary bool, data []byte) error {
 		return relaymsg.ErrTunnelLost
 	}
 	o.data = append(o.data, out)
-	o.mu.Unlock()
-	o.notify()
+	o.unlockAndWake()
 	select {
 	case err := <-out.Reply:
 		return err
@@ -138,9 +187,8 @@ func (o *outbox) write(ctx context.Context, binary bool, data []byte) error {
 func (o *outbox) close(code int, reason string) {
 	o.mu.Lock()
 	dropped := o.shut(code, reason)
-	o.mu.Unlock()
+	o.unlockAndWake()
 	answerLost(dropped)
-	o.notify()
 }
 
 // shut marks the outbox closed, if it is not, drops the request frames
@@ -155,6 +203,9 @@ func (o *outbox) shut(code int, reason string) []*messages.Outbound {
 	for _, f := range o.control {
 		if f.id != "" {
 			o.markUnsent(f.id)
+			continue
+		}
+		if f.ping {
 			continue
 		}
 		kept = append(kept, f)

@@ -35,6 +35,10 @@ func (h *harness) streamed(id, chunk string) *wire.StreamReader {
 	h.send(&wire.Frame{Type: wire.TypeResponse, MessageID: id, Status: 200, Stream: true})
 	resp, _ := probe.Expect[*relaymsg.Response](h.p)
 	h.chunk(id, chunk)
+	// The session handles frames in order: once the heartbeat is acked,
+	// the chunk is in the body, before anything the test sends next.
+	h.send(&wire.Frame{Type: wire.TypeHeartbeat, MessageID: "sync-" + id})
+	h.expect(wire.TypeHeartbeatAck)
 	return resp.Body
 }
 
