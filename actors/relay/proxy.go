@@ -24,10 +24,6 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
-// copyBuffer is the size of the reads that copy a streamed response body to
-// the public client, each followed by a flush.
-const copyBuffer = 32 << 10
-
 // route picks the tunnel of a public request and the path (with its query)
 // the supervisor sees: /t/{name}/rest goes to tunnel name as /rest,
 // anything else to the default tunnel unchanged. The path is normalised
@@ -611,17 +607,17 @@ func (p *proxyCall) respond(out relaymsg.Outcome) {
 	p.stream(out.Body)
 }
 
-// stream copies a streamed response body to the client, flushing each
-// piece, at the client's pace: the body's window fills up and the
-// supervisor waits, for this stream only. A client that takes nothing for
-// the send timeout is cut off, and the supervisor told to cancel.
-func (p *proxyCall) stream(body io.Reader) {
-	buf := make([]byte, copyBuffer)
+// stream copies a streamed response body to the client, each chunk as it
+// arrived in one write and a flush, at the client's pace: the body's window
+// fills up and the supervisor waits, for this stream only. A client that
+// takes nothing for the send timeout is cut off, and the supervisor told to
+// cancel.
+func (p *proxyCall) stream(body *wire.StreamReader) {
 	for {
-		n, err := body.Read(buf)
-		if n > 0 {
+		chunk, err := body.Next()
+		if len(chunk) > 0 {
 			p.armWrite()
-			_, werr := p.w.Write(buf[:n])
+			_, werr := p.w.Write(chunk)
 			if werr == nil {
 				werr = p.rc.Flush()
 			}

@@ -354,17 +354,7 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r.mu.Lock()
-	for len(r.chunks) == 0 && r.end == nil && !r.closed {
-		r.arrived.Wait()
-	}
-	if r.closed {
-		r.mu.Unlock()
-		return 0, io.ErrClosedPipe
-	}
-	if len(r.chunks) == 0 {
-		err := r.end
-		r.mu.Unlock()
+	if err := r.await(); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -378,6 +368,48 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 			r.chunks[0] = r.chunks[0][c:]
 		}
 	}
+	r.consumed(n)
+	return n, nil
+}
+
+// Next is Read without the copy: it returns the next buffered chunk (or
+// what is left of it) whole, which becomes the caller's. A relay copying a
+// body to its client writes what arrived as it arrived, in as few writes.
+// At the end it returns the stream's error, io.EOF when it ended well.
+func (r *StreamReader) Next() ([]byte, error) {
+	if err := r.await(); err != nil {
+		return nil, err
+	}
+	chunk := r.chunks[0]
+	r.chunks[0] = nil
+	r.chunks = r.chunks[1:]
+	r.consumed(len(chunk))
+	return chunk, nil
+}
+
+// await blocks until there is data, the stream has ended, or the reader is
+// closed. With data it returns nil and r.mu held, for consumed to release;
+// otherwise the error that ends reading, r.mu released.
+func (r *StreamReader) await() error {
+	r.mu.Lock()
+	for len(r.chunks) == 0 && r.end == nil && !r.closed {
+		r.arrived.Wait()
+	}
+	if r.closed {
+		r.mu.Unlock()
+		return io.ErrClosedPipe
+	}
+	if len(r.chunks) == 0 {
+		err := r.end
+		r.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// consumed counts n bytes taken by the consumer, with r.mu held, releases
+// r.mu and grants window once half of it has been taken.
+func (r *StreamReader) consumed(n int) {
 	r.drained += int64(n)
 	if r.budget != nil {
 		r.budget.release(r, int64(n))
@@ -394,7 +426,6 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 	if grant > 0 {
 		send(grant)
 	}
-	return n, nil
 }
 
 // Close gives the stream up: the buffer is released, later pushes are

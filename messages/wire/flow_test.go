@@ -1300,3 +1300,41 @@ func TestStreamReaderBudgetConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// Next hands out each chunk whole, in order, grants window as Read does,
+// and ends with the stream's end.
+func TestStreamReaderNextHandsOutChunksWhole(t *testing.T) {
+	var granted []int64
+	r := NewStreamReader(10, func(n int64) { granted = append(granted, n) })
+	next := func(want string) {
+		t.Helper()
+		got, err := r.Next()
+		if err != nil || string(got) != want {
+			t.Fatalf("Next = %q, %v; want %q", got, err, want)
+		}
+	}
+	for _, c := range []string{"abc", "de"} {
+		if err := r.Push([]byte(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next("abc")
+	next("de")
+	// Half the window taken: one grant of 5.
+	if len(granted) != 1 || granted[0] != 5 {
+		t.Fatalf("grants %v, want [5]", granted)
+	}
+	if err := r.Push([]byte("fghij")); err != nil {
+		t.Fatal(err)
+	}
+	r.Finish()
+	next("fghij")
+	if got, err := r.Next(); got != nil || err != io.EOF {
+		t.Fatalf("Next at the end = %q, %v; want io.EOF", got, err)
+	}
+	closed := NewStreamReader(10, func(int64) {})
+	closed.Close()
+	if _, err := closed.Next(); err != io.ErrClosedPipe {
+		t.Fatalf("Next after Close = %v, want io.ErrClosedPipe", err)
+	}
+}
