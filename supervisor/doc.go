@@ -62,8 +62,17 @@
 // to the heartbeat, breaker and health actors, and to the root (which routes
 // frames by them); heartbeats and acks pass
 // between heartbeat and connection; a failure goes to the breaker, whose
-// verdict chooses the delay, and to the ledger. Application frames leave the
-// actor world through the Tunnel, which matches responses to requests,
-// feeds streamed bodies to readers under PROTOCOL.md's per-stream windows,
-// and runs the host's handler.
+// verdict chooses the delay, and to the ledger.
+//
+// # The data path
+//
+// Application frames leave the actor world for the data path (package
+// datapath): the connections' readers hand it every inbound frame and
+// chunk, and the paths tell it of every session's loss and heartbeat_ack.
+// It matches responses to requests, feeds streamed bodies to readers under
+// PROTOCOL.md's per-stream windows, moves resumable response streams, and
+// runs the host's handler; what it writes goes straight to a session's
+// socket, or through the root. The Tunnel is the facade over both: it
+// owns the tree's life (Start, SpawnUnder, Reconnect, Status, Stop) and
+// hands Send and Request to the data path.
 package supervisor

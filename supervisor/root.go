@@ -10,9 +10,10 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages"
 )
 
-// hooks is how the tree hands what leaves the actor world to the Tunnel:
-// inbound frames, a connection's loss, state changes. Each is called on a
-// path's mailbox, or deliver on a connection's reader, and must not block.
+// hooks is how the tree hands what leaves the actor world to the data
+// path (package datapath) and the host: inbound frames, a connection's
+// loss, state changes. Each is called on a path's mailbox, or deliver on a
+// connection's reader, and must not block.
 type hooks struct {
 	deliver func(*messages.Inbound)
 	lost    func(conn, epoch int, f *messages.ConnectionFailed)
@@ -32,8 +33,9 @@ var errReconnect = errors.New("reconnect requested")
 type (
 	// begin spawns the paths. It is a message of its own, sent once Start
 	// has stored the root's PID, so nothing the tree does can reach the
-	// Tunnel before the Tunnel knows its root.
-	begin     struct{}
+	// data path before the Tunnel knows the root the data path posts to.
+	begin struct{}
+	// sendFrame carries a frame the data path posts (datapath.Config.Post).
 	sendFrame struct{ out *messages.Outbound }
 	reconnect struct{}
 	// getPaths asks for the paths, in connection order (answered *paths),

@@ -4,10 +4,52 @@ import (
 	"math"
 	"net/url"
 	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/enhanced-tunnel/tunnel/actors/health"
 	"github.com/enhanced-tunnel/tunnel/messages"
 )
+
+// Status is the tunnel's status in the seed's shape (see messages.Status).
+type Status = messages.Status
+
+// statusTimeout bounds a Status call; the ledger answers in microseconds.
+const statusTimeout = 5 * time.Second
+
+// Status returns the tunnel's status: each connection's, answered by its
+// health ledger, and their aggregate at the top level (see aggregate).
+func (t *Tunnel) Status() Status {
+	var each []Status
+	if !t.stopped.Load() {
+		each = t.statuses()
+	}
+	return aggregate(t.cfg, each)
+}
+
+// statuses asks every connection's ledger, all at once.
+func (t *Tunnel) statuses() []Status {
+	res, err := t.system.Root.RequestFuture(t.root, &getPaths{}, statusTimeout).Result()
+	ps, ok := res.(*paths)
+	if err != nil || !ok {
+		return nil
+	}
+	futures := make([]*actor.Future, len(ps.pids))
+	for i, pid := range ps.pids {
+		futures[i] = t.system.Root.RequestFuture(pid, &messages.GetStatus{}, statusTimeout)
+	}
+	each := make([]Status, len(futures))
+	for i, f := range futures {
+		res, err := f.Result()
+		s, ok := res.(*messages.Status)
+		if err != nil || !ok {
+			return nil
+		}
+		each[i] = *s
+	}
+	return each
+}
 
 // rank orders the states from worst to best, for the tunnel's state: the
 // best of its connections'.

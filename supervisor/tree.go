@@ -16,7 +16,8 @@ import (
 )
 
 // env is what every actor of the tree is made with: the tunnel's config,
-// its hooks into the Tunnel, and the instance id sent in auth.
+// its hooks into the data path and the host, and the instance id sent in
+// auth.
 type env struct {
 	cfg      Config
 	hooks    hooks
