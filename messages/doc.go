@@ -1,19 +1,9 @@
-// Package messages holds every typed message the tunnel's actors exchange,
-// the states and failure types of the seed, the status shape, and the public
-// TunnelMessage. It imports nothing of the project but its own wire
-// sub-package, so any actor can depend on it without depending on another
-// actor.
+// Package messages is the tunnel's public vocabulary: the TunnelMessage a
+// host sends and receives, the seed's states and failure types, the status
+// shape, the StateChanged a host's OnStateChange hears, and the errors every
+// part returns (one prefix, "tunnel: ", told apart with errors.Is). It
+// imports nothing of the project but its own wire sub-package.
 //
-// Who sends what (all actors report to their parent; the supervisor's root
-// actor routes between them):
-//
-//	connection -> parent  StateChanged, HeartbeatAck, Inbound, Undeliverable;
-//	                      fails (panics) with *ConnectionFailed
-//	parent -> connection  SendHeartbeat, Stale, Outbound
-//	heartbeat  -> parent  SendHeartbeat, HeartbeatRTT, Stale
-//	parent -> heartbeat   StateChanged, HeartbeatAck
-//	breaker    -> parent  BreakerVerdict (answer to each failure), BreakerStatus (each change)
-//	parent -> breaker     StateChanged, *ConnectionFailed
-//	parent -> health      StateChanged, *ConnectionFailed, HeartbeatRTT, BreakerStatus, GetStatus
-//	health     -> sender  *Status (answer to GetStatus)
+// The messages the supervisor's actors exchange among themselves are in
+// messages/actormsg; the relay's, in messages/relaymsg.
 package messages

@@ -3,7 +3,6 @@ package messages
 import (
 	"errors"
 	"fmt"
-	"time"
 )
 
 // State is the tunnel's connection state, spelled as the seed spells it.
@@ -83,27 +82,6 @@ func (f *FailureType) UnmarshalText(text []byte) error {
 	return unmarshalName(text, failureNames[:], (*int)(f), "failure type")
 }
 
-// ConnectionFailed is the reason a connection actor fails with. It reaches
-// the supervisor's HandleFailure as the panic value, and the supervisor
-// passes it on to the breaker and the health ledger.
-type ConnectionFailed struct {
-	Type FailureType
-	Err  error
-	At   time.Time
-	// WasAuthenticated is true when the failure ended an authenticated
-	// connection (a drop), false when it ended an attempt.
-	WasAuthenticated bool
-}
-
-func (f *ConnectionFailed) Error() string {
-	if f.Err == nil {
-		return f.Type.String()
-	}
-	return f.Type.String() + ": " + f.Err.Error()
-}
-
-func (f *ConnectionFailed) Unwrap() error { return f.Err }
-
 // BreakerState is the circuit breaker's state.
 type BreakerState int
 
@@ -141,6 +119,14 @@ var (
 	// ErrConnectionLost: the connection failed while a frame was being written (it
 	// may or may not have reached the relay), or before an awaited answer came.
 	ErrConnectionLost = errors.New("tunnel: connection lost")
-	// ErrNotConnected: a frame that cannot wait for the next connection found none.
-	ErrNotConnected = errors.New("tunnel: not connected")
+	// ErrInvalidConfig: a configuration that cannot work; the error names
+	// the setting.
+	ErrInvalidConfig = errors.New("tunnel: invalid config")
+	// ErrInvalidMessage: Send or Request got a message it cannot put on the
+	// wire (no type, an unknown type, a response without id).
+	ErrInvalidMessage = errors.New("tunnel: invalid message")
+	// ErrRemote: Request's answer was an error frame from the relay.
+	ErrRemote = errors.New("tunnel: relay answered with an error")
+	// ErrDuplicateID: a message with this message_id is already in flight.
+	ErrDuplicateID = errors.New("tunnel: duplicate message_id")
 )

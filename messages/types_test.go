@@ -48,13 +48,3 @@ func TestStatusJSONRoundTrip(t *testing.T) {
 		t.Fatal("an unknown state decoded without error")
 	}
 }
-
-func TestConnectionFailedIsAnError(t *testing.T) {
-	f := &ConnectionFailed{Type: Timeout, Err: ErrNotConnected}
-	if f.Error() != "TIMEOUT: tunnel: not connected" || f.Unwrap() != ErrNotConnected {
-		t.Fatalf("%q", f.Error())
-	}
-	if (&ConnectionFailed{Type: Unknown}).Error() != "UNKNOWN" {
-		t.Fatal("no cause")
-	}
-}

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -221,8 +220,9 @@ func keyInClear(raw string) bool {
 	return err != nil || !ip.IsLoopback()
 }
 
-// ErrInvalidConfig is wrapped by every error Validate returns.
-var ErrInvalidConfig = errors.New("supervisor: invalid config")
+// ErrInvalidConfig is wrapped by every error Validate returns: it is
+// messages.ErrInvalidConfig, the one sentinel of the whole tunnel.
+var ErrInvalidConfig = messages.ErrInvalidConfig
 
 // Validate reports the first problem with c. A nil OnMessage, OnStateChange
 // or Logger is valid.

@@ -18,7 +18,7 @@
 //	    ├── heartbeat      heartbeat every 15 s, stale after 30 s         restart: at once
 //	    └── connection     owns the WebSocket: dial, auth, reader and     restart by failure type:
 //	                       writer goroutines; fails with a typed          AUTH_FAILURE after 30 s
-//	                       *messages.ConnectionFailed                     (AuthRetryDelay), any other
+//	                       *actormsg.ConnectionFailed                     (AuthRetryDelay), any other
 //	                                                                      after 10 s (RetryDelay);
 //	                                                                      breaker open: at the end of
 //	                                                                      its recovery, as its trial

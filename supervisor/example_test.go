@@ -81,7 +81,7 @@ func ExampleDefaultConfig() {
 	// Output:
 	// 15s 30s 10s
 	// 10s 30s 5 5m0s
-	// supervisor: invalid config: APIKey is empty
+	// tunnel: invalid config: APIKey is empty
 }
 
 // Request sends a request to the relay side and waits for its answer; here

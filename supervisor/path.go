@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Messages between the root and its paths.
@@ -23,7 +24,7 @@ type (
 	// restartDue is a path's own restart timer firing.
 	restartDue struct{ gen int }
 	// connectionFailed carries a failure from HandleFailure to Receive.
-	connectionFailed struct{ f *messages.ConnectionFailed }
+	connectionFailed struct{ f *actormsg.ConnectionFailed }
 )
 
 // pathProps makes the subtree of connection conn.
@@ -69,26 +70,26 @@ func (p *path) Receive(ctx actor.Context) {
 		}
 		ctx.Watch(p.child(childConnection))
 
-	case *messages.Outbound:
+	case *actormsg.Outbound:
 		p.send(ctx, m)
-	case *messages.Undeliverable:
+	case *actormsg.Undeliverable:
 		p.giveBack(ctx, m.Frames)
 
 	case *messages.StateChanged:
 		p.stateChanged(ctx, m)
 	case *connectionFailed:
 		p.connectionFailed(ctx, m.f)
-	case *messages.HeartbeatAck:
+	case *actormsg.HeartbeatAck:
 		p.hooks.acked(p.conn, m)
 		ctx.Send(p.child(childHeartbeat), m)
-	case *messages.SendHeartbeat, *messages.Stale:
+	case *actormsg.SendHeartbeat, *actormsg.Stale:
 		ctx.Send(p.child(childConnection), m)
-	case *messages.HeartbeatRTT:
+	case *actormsg.HeartbeatRTT:
 		ctx.Send(p.child(childHealth), m)
 
-	case *messages.BreakerVerdict:
+	case *actormsg.BreakerVerdict:
 		p.verdict(ctx, m)
-	case *messages.BreakerStatus:
+	case *actormsg.BreakerStatus:
 		ctx.Send(p.child(childHealth), m)
 		if m.State == messages.BreakerHalfOpen && p.awaitingTrial {
 			p.awaitingTrial = false
@@ -100,7 +101,7 @@ func (p *path) Receive(ctx actor.Context) {
 			p.cancelRestart = nil
 			p.restartConnection()
 		}
-	case *messages.GetStatus:
+	case *actormsg.GetStatus:
 		ctx.Forward(p.child(childHealth))
 
 	case *reconnect:
@@ -120,13 +121,13 @@ func (p *path) Receive(ctx actor.Context) {
 
 // send writes o through the connection while it is authenticated, in the
 // session o is pinned to if it is; otherwise o goes back (see giveBack).
-func (p *path) send(ctx actor.Context, o *messages.Outbound) {
+func (p *path) send(ctx actor.Context, o *actormsg.Outbound) {
 	if p.stopping {
 		o.Answer(messages.ErrStopped)
 		return
 	}
 	if p.state != messages.Authenticated || p.failed || (o.Pinned && o.Epoch != p.epoch) {
-		p.giveBack(ctx, []*messages.Outbound{o})
+		p.giveBack(ctx, []*actormsg.Outbound{o})
 		return
 	}
 	o.Conn, o.Epoch = p.conn, p.epoch
@@ -137,8 +138,8 @@ func (p *path) send(ctx actor.Context, o *messages.Outbound) {
 // frame belonged to a session that is gone: its answer is an error. Any
 // other goes back to the root, which hands it to another connection or
 // queues it: it never reached the relay, so nothing is lost by moving it.
-func (p *path) giveBack(ctx actor.Context, frames []*messages.Outbound) {
-	var free []*messages.Outbound
+func (p *path) giveBack(ctx actor.Context, frames []*actormsg.Outbound) {
+	var free []*actormsg.Outbound
 	for _, o := range frames {
 		if o.Pinned {
 			o.Answer(fmt.Errorf("%w (connection %d, session %d ended)", messages.ErrConnectionLost, o.Conn, o.Epoch))
@@ -147,7 +148,7 @@ func (p *path) giveBack(ctx actor.Context, frames []*messages.Outbound) {
 		free = append(free, o)
 	}
 	if len(free) > 0 {
-		ctx.Send(ctx.Parent(), &messages.Undeliverable{Frames: free})
+		ctx.Send(ctx.Parent(), &actormsg.Undeliverable{Frames: free})
 	}
 }
 
@@ -202,9 +203,9 @@ func (p *path) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *
 		sup.RestartChildren(child)
 		return
 	}
-	f, ok := reason.(*messages.ConnectionFailed)
+	f, ok := reason.(*actormsg.ConnectionFailed)
 	if !ok {
-		f = &messages.ConnectionFailed{Type: messages.Unknown, Err: fmt.Errorf("connection actor panicked: %v", reason), At: time.Now(), WasAuthenticated: p.state == messages.Authenticated}
+		f = &actormsg.ConnectionFailed{Type: messages.Unknown, Err: fmt.Errorf("connection actor panicked: %v", reason), At: time.Now(), WasAuthenticated: p.state == messages.Authenticated}
 	}
 	p.failed = true
 	ctx := sup.(actor.Context) // the path's own context: HandleFailure runs on its mailbox
@@ -222,7 +223,7 @@ func (p *path) specOf(child *actor.PID) *childSpec {
 	return nil
 }
 
-func (p *path) connectionFailed(ctx actor.Context, f *messages.ConnectionFailed) {
+func (p *path) connectionFailed(ctx actor.Context, f *actormsg.ConnectionFailed) {
 	if p.stopping {
 		return
 	}
@@ -235,7 +236,7 @@ func (p *path) connectionFailed(ctx actor.Context, f *messages.ConnectionFailed)
 	}
 }
 
-func (p *path) verdict(ctx actor.Context, v *messages.BreakerVerdict) {
+func (p *path) verdict(ctx actor.Context, v *actormsg.BreakerVerdict) {
 	if p.stopping || !p.failed {
 		return
 	}
@@ -286,7 +287,7 @@ func (p *path) reconnectNow(ctx actor.Context) {
 	down := &messages.StateChanged{State: messages.Disconnected, At: time.Now(), Attempt: p.attempts, Connection: p.conn}
 	ctx.Send(p.child(childHeartbeat), down)
 	ctx.Send(p.child(childHealth), down)
-	p.hooks.lost(p.conn, p.epoch, &messages.ConnectionFailed{Type: messages.Unknown, Err: errReconnect, At: down.At, WasAuthenticated: true})
+	p.hooks.lost(p.conn, p.epoch, &actormsg.ConnectionFailed{Type: messages.Unknown, Err: errReconnect, At: down.At, WasAuthenticated: true})
 	p.hooks.state(*down)
 	ctx.Stop(p.child(childConnection))
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // hooks is how the tree hands what leaves the actor world to the data
@@ -15,12 +16,12 @@ import (
 // loss, state changes. Each is called on a path's mailbox, or deliver on a
 // connection's reader, and must not block.
 type hooks struct {
-	deliver func(*messages.Inbound)
-	lost    func(conn, epoch int, f *messages.ConnectionFailed)
+	deliver func(*actormsg.Inbound)
+	lost    func(conn, epoch int, f *actormsg.ConnectionFailed)
 	state   func(messages.StateChanged)
 	// acked hears every heartbeat_ack: the relay has read all that the
 	// connection wrote before that heartbeat.
-	acked func(conn int, ack *messages.HeartbeatAck)
+	acked func(conn int, ack *actormsg.HeartbeatAck)
 	// begun reports whether the Tunnel knows the root's PID: a root that a
 	// host's supervisor restarted spawns its paths again at once.
 	begun func() bool
@@ -36,7 +37,7 @@ type (
 	// data path before the Tunnel knows the root the data path posts to.
 	begin struct{}
 	// sendFrame carries a frame the data path posts (datapath.Config.Post).
-	sendFrame struct{ out *messages.Outbound }
+	sendFrame struct{ out *actormsg.Outbound }
 	reconnect struct{}
 	// getPaths asks for the paths, in connection order (answered *paths),
 	// whose ledgers Status then asks.
@@ -54,7 +55,7 @@ type root struct {
 	paths []*actor.PID
 	ready []bool // path i is AUTHENTICATED, as far as the root has heard
 	next  int    // where the round over ready paths starts
-	queue []*messages.Outbound
+	queue []*actormsg.Outbound
 
 	stopping bool
 }
@@ -74,10 +75,10 @@ func (r *root) Receive(ctx actor.Context) {
 
 	case *sendFrame:
 		r.send(ctx, m.out)
-	case *messages.Undeliverable:
+	case *actormsg.Undeliverable:
 		// Frames a path could not start writing go back to the front of
 		// the line: they were accepted earlier than anything queued since.
-		r.queue = append(append([]*messages.Outbound(nil), m.Frames...), r.queue...)
+		r.queue = append(append([]*actormsg.Outbound(nil), m.Frames...), r.queue...)
 		r.flush(ctx)
 	case *pathState:
 		r.ready[m.conn] = m.state == messages.Authenticated
@@ -115,7 +116,7 @@ func (r *root) spawn(ctx actor.Context) {
 // send hands o to the path it is pinned to, or to an authenticated path,
 // or queues it while there is none: a full queue is an immediate error,
 // never a silent drop.
-func (r *root) send(ctx actor.Context, o *messages.Outbound) {
+func (r *root) send(ctx actor.Context, o *actormsg.Outbound) {
 	switch {
 	case r.stopping:
 		o.Answer(messages.ErrStopped)

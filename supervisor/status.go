@@ -10,6 +10,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/health"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Status is the tunnel's status in the seed's shape (see messages.Status).
@@ -37,7 +38,7 @@ func (t *Tunnel) statuses() []Status {
 	}
 	futures := make([]*actor.Future, len(ps.pids))
 	for i, pid := range ps.pids {
-		futures[i] = t.system.Root.RequestFuture(pid, &messages.GetStatus{}, statusTimeout)
+		futures[i] = t.system.Root.RequestFuture(pid, &actormsg.GetStatus{}, statusTimeout)
 	}
 	each := make([]Status, len(futures))
 	for i, f := range futures {

@@ -15,18 +15,20 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/supervisor/internal/datapath"
 )
 
-// The data path's errors, under the names hosts match with errors.Is.
+// The data path's errors, also under these names: they are the
+// messages package's, where every public error of the tunnel lives.
 var (
 	// ErrInvalidMessage is wrapped by Send and Request for a message they
 	// cannot put on the wire (no type, an unknown type, a response without id).
-	ErrInvalidMessage = datapath.ErrInvalidMessage
+	ErrInvalidMessage = messages.ErrInvalidMessage
 	// ErrRemote is wrapped by Request when the relay answered with an error frame.
-	ErrRemote = datapath.ErrRemote
+	ErrRemote = messages.ErrRemote
 	// ErrDuplicateID: a message with this message_id is already in flight.
-	ErrDuplicateID = datapath.ErrDuplicateID
+	ErrDuplicateID = messages.ErrDuplicateID
 )
 
 // Tunnel is a running tunnel supervisor: the supervision tree in an actor
@@ -113,7 +115,7 @@ func newTunnel(system *actor.ActorSystem, cfg Config) (*Tunnel, error) {
 		RetryIdempotent: cfg.RetryIdempotent, ResumeStreams: cfg.ResumeStreams, ResumeTimeout: cfg.ResumeTimeout,
 		Log: t.log,
 		// Read when a frame is posted: by then Start has stored the root.
-		Post:   func(o *messages.Outbound) { t.system.Root.Send(t.root, &sendFrame{out: o}) },
+		Post:   func(o *actormsg.Outbound) { t.system.Root.Send(t.root, &sendFrame{out: o}) },
 		Handle: handle,
 	})
 	if t.system == nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Defaults of the seed's circuit breaker settings, for Config and Settings.
@@ -106,7 +107,7 @@ func (b *breaker) Receive(ctx actor.Context) {
 		if m.State == messages.Authenticated {
 			b.success(ctx)
 		}
-	case *messages.ConnectionFailed:
+	case *actormsg.ConnectionFailed:
 		b.failure(ctx, m)
 	case *recovered:
 		if m.gen == b.gen {
@@ -125,7 +126,7 @@ func (b *breaker) success(ctx actor.Context) {
 	b.sendStatus(ctx)
 }
 
-func (b *breaker) failure(ctx actor.Context, f *messages.ConnectionFailed) {
+func (b *breaker) failure(ctx actor.Context, f *actormsg.ConnectionFailed) {
 	v := b.rule.OnFailure(time.Now(), f.WasAuthenticated)
 	if v.Tripped {
 		recovery := b.rule.Settings().Recovery
@@ -137,7 +138,7 @@ func (b *breaker) failure(ctx actor.Context, f *messages.ConnectionFailed) {
 			"recovery":             recovery.String(),
 		}).Warnf("Circuit breaker activated - too many consecutive failures (%d)", v.ConsecutiveFailures)
 	}
-	ctx.Send(ctx.Parent(), &messages.BreakerVerdict{
+	ctx.Send(ctx.Parent(), &actormsg.BreakerVerdict{
 		Failure:             f,
 		Open:                v.Open,
 		OpenedAt:            v.OpenedAt,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/breaker"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
 
@@ -35,15 +36,15 @@ func run(t *testing.T, cfg breaker.Config, body func(f *fixture)) {
 
 // fail reports a failure and returns the verdict and the status, which must
 // come in that order.
-func (f *fixture) fail(wasAuthenticated bool) (*messages.BreakerVerdict, *messages.BreakerStatus) {
+func (f *fixture) fail(wasAuthenticated bool) (*actormsg.BreakerVerdict, *actormsg.BreakerStatus) {
 	f.t.Helper()
-	failure := &messages.ConnectionFailed{Type: messages.ConnectionRefused, Err: errors.New("refused"), At: time.Now(), WasAuthenticated: wasAuthenticated}
+	failure := &actormsg.ConnectionFailed{Type: messages.ConnectionRefused, Err: errors.New("refused"), At: time.Now(), WasAuthenticated: wasAuthenticated}
 	f.system.Root.Send(f.pid, failure)
-	v, _ := probe.Expect[*messages.BreakerVerdict](f.p)
+	v, _ := probe.Expect[*actormsg.BreakerVerdict](f.p)
 	if v.Failure != failure {
 		f.t.Fatalf("verdict answers %+v, want the failure sent", v.Failure)
 	}
-	s, _ := probe.Expect[*messages.BreakerStatus](f.p)
+	s, _ := probe.Expect[*actormsg.BreakerStatus](f.p)
 	if s.ConsecutiveFailures != v.ConsecutiveFailures || (s.State == messages.BreakerOpen) != v.Open {
 		f.t.Fatalf("status %+v disagrees with verdict %+v", s, v)
 	}
@@ -51,15 +52,15 @@ func (f *fixture) fail(wasAuthenticated bool) (*messages.BreakerVerdict, *messag
 }
 
 // succeed reports AUTHENTICATED and returns the status it causes.
-func (f *fixture) succeed() *messages.BreakerStatus {
+func (f *fixture) succeed() *actormsg.BreakerStatus {
 	f.t.Helper()
 	f.system.Root.Send(f.pid, &messages.StateChanged{State: messages.Authenticated, At: time.Now()})
-	s, _ := probe.Expect[*messages.BreakerStatus](f.p)
+	s, _ := probe.Expect[*actormsg.BreakerStatus](f.p)
 	return s
 }
 
 // failUntilOpen reports failures up to the default threshold; the last opens.
-func (f *fixture) failUntilOpen() *messages.BreakerStatus {
+func (f *fixture) failUntilOpen() *actormsg.BreakerStatus {
 	f.t.Helper()
 	for i := 1; i < breaker.DefaultThreshold; i++ {
 		f.fail(false)
@@ -113,7 +114,7 @@ func TestHalfOpenAfterRecovery(t *testing.T) {
 	run(t, breaker.DefaultConfig(), func(f *fixture) {
 		f.failUntilOpen()
 		opened := time.Now()
-		s, env := probe.Expect[*messages.BreakerStatus](f.p)
+		s, env := probe.Expect[*actormsg.BreakerStatus](f.p)
 		if got := env.At.Sub(opened); got != 300*time.Second {
 			t.Fatalf("half-open after %v, want exactly 300s", got)
 		}
@@ -127,7 +128,7 @@ func TestHalfOpenAfterRecovery(t *testing.T) {
 func TestTrialSuccessCloses(t *testing.T) {
 	run(t, breaker.DefaultConfig(), func(f *fixture) {
 		f.failUntilOpen()
-		probe.Expect[*messages.BreakerStatus](f.p) // half-open
+		probe.Expect[*actormsg.BreakerStatus](f.p) // half-open
 		s := f.succeed()
 		if s.State != messages.BreakerClosed || s.ConsecutiveFailures != 0 || s.Openings != 1 || !s.OpenUntil.IsZero() {
 			t.Fatalf("status %+v, want closed with count 0", s)
@@ -143,7 +144,7 @@ func TestTrialSuccessCloses(t *testing.T) {
 func TestTrialFailureReopens(t *testing.T) {
 	run(t, breaker.DefaultConfig(), func(f *fixture) {
 		f.failUntilOpen()
-		probe.Expect[*messages.BreakerStatus](f.p) // half-open
+		probe.Expect[*actormsg.BreakerStatus](f.p) // half-open
 		reopened := time.Now()
 		v, s := f.fail(false)
 		if !v.Open || v.ConsecutiveFailures != 6 {
@@ -152,7 +153,7 @@ func TestTrialFailureReopens(t *testing.T) {
 		if s.Openings != 2 || !s.OpenUntil.Equal(reopened.Add(300*time.Second)) {
 			t.Fatalf("status %+v, want 2 openings, open until +300s", s)
 		}
-		s, env := probe.Expect[*messages.BreakerStatus](f.p)
+		s, env := probe.Expect[*actormsg.BreakerStatus](f.p)
 		if got := env.At.Sub(reopened); got != 300*time.Second || s.State != messages.BreakerHalfOpen {
 			t.Fatalf("status %+v after %v, want half-open after exactly 300s", s, got)
 		}

@@ -24,7 +24,7 @@
 //	if r.TrialDue(at) {                      // open, and at is at or after OpenUntil
 //		r.StartTrial(at)                     // open -> half-open
 //	}
-//	r.Status(at)                             // messages.BreakerStatus; r.Report(at) is messages.BreakerReport
+//	r.Status(at)                             // actormsg.BreakerStatus; r.Report(at) is messages.BreakerReport
 //
 // An open Rule stays open, whatever the time, until StartTrial: the half-open
 // transition is an event, which the actor makes when its timer fires.
@@ -41,13 +41,13 @@
 // It takes, from its parent:
 //
 //	*messages.StateChanged      AUTHENTICATED is a success (OnSuccess); other states are ignored.
-//	*messages.ConnectionFailed  a failed attempt or a dropped connection (OnFailure).
+//	*actormsg.ConnectionFailed  a failed attempt or a dropped connection (OnFailure).
 //
 // It sends to its parent:
 //
-//	*messages.BreakerVerdict  exactly one answer to every ConnectionFailed:
+//	*actormsg.BreakerVerdict  exactly one answer to every ConnectionFailed:
 //	                          whether the breaker is open, and the count.
-//	*messages.BreakerStatus   after every success and every failure (after the
+//	*actormsg.BreakerStatus   after every success and every failure (after the
 //	                          verdict), and when the recovery time ends
 //	                          (State HalfOpen: the supervisor starts the trial).
 //

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Settings configures a Rule. Like sony/gobreaker's Settings, a field left at
@@ -185,8 +186,8 @@ func (r *Rule) OnFailure(at time.Time, wasAuthenticated bool) Verdict {
 }
 
 // Status is the breaker's status at at, as the actor sends it.
-func (r Rule) Status(at time.Time) messages.BreakerStatus {
-	return messages.BreakerStatus{
+func (r Rule) Status(at time.Time) actormsg.BreakerStatus {
+	return actormsg.BreakerStatus{
 		State:               r.state,
 		ConsecutiveFailures: r.consecutive,
 		OpenUntil:           r.OpenUntil(),

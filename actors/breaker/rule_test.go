@@ -11,6 +11,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/breaker"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // t0 is the start of every rule test's timeline; steps are offsets from it.
@@ -341,7 +342,7 @@ func TestRuleTrialDue(t *testing.T) {
 func TestRuleStatusAndReport(t *testing.T) {
 	r := breaker.NewRule(breaker.Settings{Threshold: 2})
 	at := t0.Add(sec)
-	if s, want := r.Status(at), (messages.BreakerStatus{State: closed, At: at}); s != want {
+	if s, want := r.Status(at), (actormsg.BreakerStatus{State: closed, At: at}); s != want {
 		t.Fatalf("Status = %+v, want %+v", s, want)
 	}
 	r.OnFailure(t0, false)
@@ -350,14 +351,14 @@ func TestRuleStatusAndReport(t *testing.T) {
 	tests := []struct {
 		name   string
 		at     time.Time
-		status messages.BreakerStatus
+		status actormsg.BreakerStatus
 		report messages.BreakerReport
 	}{
-		{"just opened", t0, messages.BreakerStatus{State: open, ConsecutiveFailures: 2, OpenUntil: until, Openings: 1, At: t0},
+		{"just opened", t0, actormsg.BreakerStatus{State: open, ConsecutiveFailures: 2, OpenUntil: until, Openings: 1, At: t0},
 			messages.BreakerReport{Active: true, RecoveryIn: 300, State: open, Openings: 1}},
-		{"mid recovery", t0.Add(287500 * ms), messages.BreakerStatus{State: open, ConsecutiveFailures: 2, OpenUntil: until, Openings: 1, At: t0.Add(287500 * ms)},
+		{"mid recovery", t0.Add(287500 * ms), actormsg.BreakerStatus{State: open, ConsecutiveFailures: 2, OpenUntil: until, Openings: 1, At: t0.Add(287500 * ms)},
 			messages.BreakerReport{Active: true, RecoveryIn: 12.5, State: open, Openings: 1}},
-		{"past the end, not yet half-open", t0.Add(time.Hour), messages.BreakerStatus{State: open, ConsecutiveFailures: 2, OpenUntil: until, Openings: 1, At: t0.Add(time.Hour)},
+		{"past the end, not yet half-open", t0.Add(time.Hour), actormsg.BreakerStatus{State: open, ConsecutiveFailures: 2, OpenUntil: until, Openings: 1, At: t0.Add(time.Hour)},
 			messages.BreakerReport{Active: true, RecoveryIn: 0, State: open, Openings: 1}},
 	}
 	for _, tt := range tests {
@@ -406,7 +407,7 @@ func TestRuleHasNoClock(t *testing.T) {
 	}
 	forbidden := map[string]bool{"Now": true, "Since": true, "Until": true, "After": true, "AfterFunc": true, "NewTimer": true, "NewTicker": true, "Tick": true, "Sleep": true}
 	for _, imp := range file.Imports {
-		if path, _ := strconv.Unquote(imp.Path.Value); path != "time" && path != "github.com/enhanced-tunnel/tunnel/messages" {
+		if path, _ := strconv.Unquote(imp.Path.Value); path != "time" && path != "github.com/enhanced-tunnel/tunnel/messages" && path != "github.com/enhanced-tunnel/tunnel/messages/actormsg" {
 			t.Errorf("rule.go imports %s", path)
 		}
 	}

@@ -41,7 +41,7 @@ var (
 	// answer before it.
 	ErrProtocol = errors.New("connection: protocol violation")
 	// ErrStale is wrapped by the error of a connection failed by
-	// *messages.Stale.
+	// *actormsg.Stale.
 	ErrStale = errors.New("connection: stale connection")
 )
 

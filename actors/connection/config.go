@@ -10,7 +10,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -47,8 +47,8 @@ type Config struct {
 	// frame and chunk of an authenticated session, in order, tagged with
 	// Index, the session's epoch and its Sink: the data path takes them
 	// without a mailbox hop. It must not block. Nil sends them to the
-	// connection actor's parent as *messages.Inbound.
-	Deliver func(*messages.Inbound)
+	// connection actor's parent as *actormsg.Inbound.
+	Deliver func(*actormsg.Inbound)
 	// NewSession numbers each authenticated session (its epoch); numbers
 	// must grow. Nil numbers them from 1 for this Config's connections.
 	NewSession func() int

@@ -9,6 +9,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -59,13 +60,13 @@ func (c *connector) Receive(ctx actor.Context) {
 			c.fail(ctx, m.phase, m.err)
 		}
 
-	case *messages.Outbound:
+	case *actormsg.Outbound:
 		if c.state != messages.Authenticated || !c.sock.queue.push(item{out: m}) {
-			ctx.Send(ctx.Parent(), &messages.Undeliverable{Frames: []*messages.Outbound{m}})
+			ctx.Send(ctx.Parent(), &actormsg.Undeliverable{Frames: []*actormsg.Outbound{m}})
 		}
-	case *messages.SendHeartbeat:
+	case *actormsg.SendHeartbeat:
 		c.sendOwn(&wire.Frame{Type: wire.TypeHeartbeat, MessageID: m.MessageID, Timestamp: m.Timestamp})
-	case *messages.Stale:
+	case *actormsg.Stale:
 		// A verdict that reaches a new attempt was about the connection
 		// before it.
 		if c.state == messages.Authenticated {
@@ -81,7 +82,7 @@ func (c *connector) start(ctx actor.Context) {
 	deliver := c.cfg.Deliver
 	if deliver == nil {
 		parent := ctx.Parent()
-		deliver = func(in *messages.Inbound) { system.Root.Send(parent, in) }
+		deliver = func(in *actormsg.Inbound) { system.Root.Send(parent, in) }
 	}
 	sock.wg.Add(1)
 	go func() {
@@ -113,7 +114,7 @@ func (c *connector) dispatch(ctx actor.Context, m *received) {
 	f := m.frame
 	switch f.Type {
 	case wire.TypeHeartbeatAck:
-		ctx.Send(ctx.Parent(), &messages.HeartbeatAck{MessageID: f.MessageID, Timestamp: f.Timestamp, At: m.at})
+		ctx.Send(ctx.Parent(), &actormsg.HeartbeatAck{MessageID: f.MessageID, Timestamp: f.Timestamp, At: m.at})
 	case wire.TypeHeartbeat:
 		c.sendOwn(&wire.Frame{Type: wire.TypeHeartbeatAck, MessageID: f.MessageID, Timestamp: f.Timestamp})
 	default:
@@ -124,7 +125,7 @@ func (c *connector) dispatch(ctx actor.Context, m *received) {
 // sendOwn queues a frame of the connection's own; dropped unless authenticated.
 func (c *connector) sendOwn(f *wire.Frame) {
 	if c.state == messages.Authenticated {
-		c.sock.queue.push(item{out: &messages.Outbound{Frame: f}, own: true})
+		c.sock.queue.push(item{out: &actormsg.Outbound{Frame: f}, own: true})
 	}
 }
 
@@ -146,7 +147,7 @@ func (c *connector) report(ctx actor.Context, sc *messages.StateChanged) {
 func (c *connector) fail(ctx actor.Context, phase Phase, err error) {
 	typ := Classify(phase, err)
 	if frames := c.sock.queue.close(); len(frames) > 0 {
-		ctx.Send(ctx.Parent(), &messages.Undeliverable{Frames: frames})
+		ctx.Send(ctx.Parent(), &actormsg.Undeliverable{Frames: frames})
 	}
 	code := wire.CloseNormal
 	if typ == messages.ProtocolError {
@@ -164,7 +165,7 @@ func (c *connector) fail(ctx actor.Context, phase Phase, err error) {
 	default:
 		entry.WithError(err).Warn("Connection failed")
 	}
-	panic(&messages.ConnectionFailed{Type: typ, Err: err, At: time.Now(), WasAuthenticated: c.state == messages.Authenticated})
+	panic(&actormsg.ConnectionFailed{Type: typ, Err: err, At: time.Now(), WasAuthenticated: c.state == messages.Authenticated})
 }
 
 // release ends the socket when the instance stops or restarts. Frames still
@@ -176,7 +177,7 @@ func (c *connector) release(ctx actor.Context, answer error) {
 	}
 	if frames := c.sock.queue.close(); len(frames) > 0 {
 		if answer == nil {
-			ctx.Send(ctx.Parent(), &messages.Undeliverable{Frames: frames})
+			ctx.Send(ctx.Parent(), &actormsg.Undeliverable{Frames: frames})
 		} else {
 			for _, o := range frames {
 				o.Answer(answer)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/connection"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/test/fuzzframes"
 	"github.com/enhanced-tunnel/tunnel/test/hardening"
@@ -112,7 +113,7 @@ func FuzzConnectionFrames(f *testing.F) {
 				if !isFailure {
 					continue
 				}
-				cf, ok := failure.Reason.(*messages.ConnectionFailed)
+				cf, ok := failure.Reason.(*actormsg.ConnectionFailed)
 				if !ok || cf.Type != messages.ProtocolError {
 					t.Fatalf("connection failed with %v, want PROTOCOL_ERROR", failure.Reason)
 				}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/connection"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/test/pipenet"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
@@ -101,10 +102,10 @@ func (b *bubble) expectStatesFrom(first messages.State) *messages.StateChanged {
 }
 
 // expectFailure returns the connection's failure and when it reached the probe.
-func (b *bubble) expectFailure(pid *actor.PID) (*messages.ConnectionFailed, time.Time) {
+func (b *bubble) expectFailure(pid *actor.PID) (*actormsg.ConnectionFailed, time.Time) {
 	b.t.Helper()
 	f, env := probe.ExpectSkipping[*probe.Failure](b.p)
-	cf, ok := f.Reason.(*messages.ConnectionFailed)
+	cf, ok := f.Reason.(*actormsg.ConnectionFailed)
 	if !ok || !f.Who.Equal(pid) {
 		b.t.Fatalf("failure of %v with %T %v", f.Who, f.Reason, f.Reason)
 	}
@@ -127,8 +128,8 @@ func (b *bubble) stubFrame(typ string) relaystub.Received {
 	}
 }
 
-func outbound(ctx context.Context, data string) *messages.Outbound {
-	return &messages.Outbound{Ctx: ctx, Data: []byte(data), Reply: make(chan error, 1)}
+func outbound(ctx context.Context, data string) *actormsg.Outbound {
+	return &actormsg.Outbound{Ctx: ctx, Data: []byte(data), Reply: make(chan error, 1)}
 }
 
 func TestAuthenticatesAndStaysUp(t *testing.T) {
@@ -228,7 +229,7 @@ func TestAuthErrorLogsTheRelaysTextAndNeverTheKey(t *testing.T) {
 
 func TestStaleFailsWithNetworkError(t *testing.T) {
 	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
-		b.p.Send(pid, &messages.Stale{SinceAck: 45200 * time.Millisecond})
+		b.p.Send(pid, &actormsg.Stale{SinceAck: 45200 * time.Millisecond})
 		cf, _ := b.expectFailure(pid)
 		if cf.Type != messages.NetworkError || !cf.WasAuthenticated || !errors.Is(cf, connection.ErrStale) {
 			t.Fatalf("failure = %v (authenticated %v)", cf, cf.WasAuthenticated)
@@ -269,14 +270,14 @@ func TestOutboundIsWrittenAndAnswered(t *testing.T) {
 		skipped := outbound(gone, `{"type":"request","message_id":"skipped"}`)
 		text := outbound(context.Background(), `{"type":"request","message_id":"r1"}`)
 		chunk, _ := wire.EncodeChunk("r1", []byte("audio"))
-		binary := &messages.Outbound{Ctx: context.Background(), Binary: true, Data: chunk, Reply: make(chan error, 1)}
-		for _, o := range []*messages.Outbound{skipped, text, binary} {
+		binary := &actormsg.Outbound{Ctx: context.Background(), Binary: true, Data: chunk, Reply: make(chan error, 1)}
+		for _, o := range []*actormsg.Outbound{skipped, text, binary} {
 			b.p.Send(pid, o)
 		}
 		if err := <-skipped.Reply; !errors.Is(err, context.Canceled) {
 			t.Fatalf("frame with a done ctx answered %v, want context.Canceled", err)
 		}
-		for _, o := range []*messages.Outbound{text, binary} {
+		for _, o := range []*actormsg.Outbound{text, binary} {
 			if err := <-o.Reply; err != nil {
 				t.Fatalf("outbound answered %v", err)
 			}
@@ -303,7 +304,7 @@ func TestOutboundBeforeAuthIsUndeliverable(t *testing.T) {
 		}
 		o := outbound(context.Background(), `{"type":"request","message_id":"early"}`)
 		b.p.Send(pid, o)
-		u, _ := probe.Expect[*messages.Undeliverable](b.p)
+		u, _ := probe.Expect[*actormsg.Undeliverable](b.p)
 		if len(u.Frames) != 1 || u.Frames[0] != o {
 			t.Fatalf("undeliverable = %+v", u)
 		}
@@ -322,11 +323,11 @@ func TestOutboundBeforeAuthIsUndeliverable(t *testing.T) {
 
 func TestHeartbeatWrittenAndAckForwarded(t *testing.T) {
 	authenticated(t, func(t *testing.T, b *bubble, pid *actor.PID) {
-		b.p.Send(pid, &messages.SendHeartbeat{MessageID: "hb-1", Timestamp: 1700000000000})
+		b.p.Send(pid, &actormsg.SendHeartbeat{MessageID: "hb-1", Timestamp: 1700000000000})
 		if f := b.stubFrame(wire.TypeHeartbeat).Frame; f.MessageID != "hb-1" || f.Timestamp != 1700000000000 {
 			t.Fatalf("heartbeat at the stub = %+v", f)
 		}
-		ack, _ := probe.Expect[*messages.HeartbeatAck](b.p)
+		ack, _ := probe.Expect[*actormsg.HeartbeatAck](b.p)
 		if ack.MessageID != "hb-1" || ack.Timestamp != 1700000000000 || !ack.At.Equal(time.Now()) {
 			t.Fatalf("ack = %+v", ack)
 		}
@@ -344,13 +345,13 @@ func TestInboundFramesAndChunksReachTheParent(t *testing.T) {
 		send(func() error {
 			return b.stub.Send(&wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "POST", Path: "/v1/tts", Body: []byte("hi")})
 		})
-		in, _ := probe.Expect[*messages.Inbound](b.p)
+		in, _ := probe.Expect[*actormsg.Inbound](b.p)
 		if in.Frame == nil || in.Frame.MessageID != "r1" || in.Frame.Path != "/v1/tts" || string(in.Frame.Body) != "hi" {
 			t.Fatalf("inbound = %+v", in)
 		}
 		chunk, _ := wire.EncodeChunk("r1", []byte("audio"))
 		send(func() error { return b.stub.SendBinary(chunk) })
-		in, _ = probe.Expect[*messages.Inbound](b.p)
+		in, _ = probe.Expect[*actormsg.Inbound](b.p)
 		if in.Chunk == nil || in.Chunk.MessageID != "r1" || string(in.Chunk.Data) != "audio" {
 			t.Fatalf("inbound chunk = %+v", in)
 		}
@@ -463,15 +464,15 @@ func TestFramesQueuedAtFailureAreWrittenLostOrHandedBack(t *testing.T) {
 		b := newBubble(t)
 		pid := b.spawn()
 		b.expectStates()
-		frames := make([]*messages.Outbound, 50)
+		frames := make([]*actormsg.Outbound, 50)
 		for i := range frames {
 			frames[i] = outbound(context.Background(), `{"type":"request","message_id":"m"}`)
 			b.p.Send(pid, frames[i])
 		}
-		b.p.Send(pid, &messages.Stale{SinceAck: 31 * time.Second})
+		b.p.Send(pid, &actormsg.Stale{SinceAck: 31 * time.Second})
 		// Read everything up to an hour after the failure: Undeliverable
 		// may come before or after it.
-		handedBack := map[*messages.Outbound]bool{}
+		handedBack := map[*actormsg.Outbound]bool{}
 		failed := false
 		for {
 			e, ok := b.p.Receive()
@@ -482,7 +483,7 @@ func TestFramesQueuedAtFailureAreWrittenLostOrHandedBack(t *testing.T) {
 				failed = true
 				b.stop(pid)
 			}
-			if u, isU := e.Msg.(*messages.Undeliverable); isU {
+			if u, isU := e.Msg.(*actormsg.Undeliverable); isU {
 				for _, o := range u.Frames {
 					handedBack[o] = true
 				}
@@ -510,7 +511,7 @@ func TestPoisonAnswersEveryQueuedFrame(t *testing.T) {
 		b := newBubble(t)
 		pid := b.spawn()
 		b.expectStates()
-		frames := make([]*messages.Outbound, 50)
+		frames := make([]*actormsg.Outbound, 50)
 		for i := range frames {
 			frames[i] = outbound(context.Background(), `{"type":"request","message_id":"m"}`)
 			b.p.Send(pid, frames[i])

@@ -8,26 +8,26 @@
 //     Authenticated with the session id, its epoch (Config.NewSession) and
 //     the time from dial to auth_ok.
 //     Attempt is left 0; the parent numbers attempts.
-//   - *messages.HeartbeatAck: each heartbeat_ack received.
-//   - *messages.Inbound, only when Config.Deliver is nil: each application
+//   - *actormsg.HeartbeatAck: each heartbeat_ack received.
+//   - *actormsg.Inbound, only when Config.Deliver is nil: each application
 //     frame received (request, response, error, cancel, stream_end,
 //     stream_error, window_update, stream_resume) and each binary chunk of
 //     a streamed body. With Deliver set, the socket's reader hands them to
 //     it directly, with no mailbox hop: the supervisor's data path.
-//   - *messages.Undeliverable: Outbound frames it did not start writing,
+//   - *actormsg.Undeliverable: Outbound frames it did not start writing,
 //     because it was not authenticated yet or because it failed or restarted.
 //
 // Messages it takes:
-//   - *messages.Outbound: written in order while authenticated, each answered
+//   - *actormsg.Outbound: written in order while authenticated, each answered
 //     with nil or the reason it was not written (its Ctx's error, an error
 //     wrapping messages.ErrConnectionLost, or messages.ErrStopped on Stop).
-//   - *messages.SendHeartbeat: writes a heartbeat frame; ignored unless
+//   - *actormsg.SendHeartbeat: writes a heartbeat frame; ignored unless
 //     authenticated.
-//   - *messages.Stale: fails with NETWORK_ERROR; ignored unless
+//   - *actormsg.Stale: fails with NETWORK_ERROR; ignored unless
 //     authenticated (a verdict on an earlier connection).
 //
 // On any failure it tears the socket down in the background and panics with
-// *messages.ConnectionFailed, which protoactor hands to the parent's
+// *actormsg.ConnectionFailed, which protoactor hands to the parent's
 // HandleFailure at once; Classify names the failure type. A graceful Stop
 // sends close 1000, waits at most CloseTimeout for the relay's answer, and
 // returns only when every goroutine of the connection has ended. Stop is a

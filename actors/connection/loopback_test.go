@@ -11,6 +11,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/connection"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 	"github.com/enhanced-tunnel/tunnel/test/relaystub"
@@ -58,8 +59,8 @@ func TestLoopbackAuthenticatesWritesAndStops(t *testing.T) {
 	if err := <-o.Reply; err != nil {
 		t.Fatalf("outbound: %v", err)
 	}
-	p.Send(pid, &messages.SendHeartbeat{MessageID: "hb", Timestamp: 1})
-	if ack, _ := probe.Expect[*messages.HeartbeatAck](p); ack.MessageID != "hb" {
+	p.Send(pid, &actormsg.SendHeartbeat{MessageID: "hb", Timestamp: 1})
+	if ack, _ := probe.Expect[*actormsg.HeartbeatAck](p); ack.MessageID != "hb" {
 		t.Fatalf("ack = %+v", ack)
 	}
 	for _, want := range []string{wire.TypeAuth, wire.TypeRequest, wire.TypeHeartbeat} {
@@ -82,7 +83,7 @@ func TestLoopbackRefusedOnClosedPort(t *testing.T) {
 	cfg.URL, cfg.APIKey = "ws://"+addr+"/tunnel", apiKey
 	pid := p.SpawnChild(connection.Props(cfg))
 	f, _ := probe.ExpectSkipping[*probe.Failure](p)
-	if cf, ok := f.Reason.(*messages.ConnectionFailed); !ok || cf.Type != messages.ConnectionRefused || cf.WasAuthenticated {
+	if cf, ok := f.Reason.(*actormsg.ConnectionFailed); !ok || cf.Type != messages.ConnectionRefused || cf.WasAuthenticated {
 		t.Fatalf("failure = %v", f.Reason)
 	}
 	if err := system.Root.StopFuture(pid).Wait(); err != nil {

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // queue holds the frames waiting for the writer goroutine. The actor pushes
@@ -20,7 +20,7 @@ type queue struct {
 // item is one frame to write. Own frames (heartbeats, error answers) are the
 // connection's business: nobody waits for them and they are never handed back.
 type item struct {
-	out *messages.Outbound
+	out *actormsg.Outbound
 	own bool
 }
 
@@ -51,8 +51,8 @@ func (q *queue) push(it item) bool {
 	return true
 }
 
-// Push queues a caller's frame: the queue is the session's messages.Sink.
-func (q *queue) Push(o *messages.Outbound) bool { return q.push(item{out: o}) }
+// Push queues a caller's frame: the queue is the session's actormsg.Sink.
+func (q *queue) Push(o *actormsg.Outbound) bool { return q.push(item{out: o}) }
 
 // pop takes the oldest item; false when there is none or the queue is closed.
 func (q *queue) pop() (item, bool) {
@@ -69,11 +69,11 @@ func (q *queue) pop() (item, bool) {
 
 // close refuses further pushes and returns the callers' frames still
 // waiting, oldest first.
-func (q *queue) close() []*messages.Outbound {
+func (q *queue) close() []*actormsg.Outbound {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	var out []*messages.Outbound
+	var out []*actormsg.Outbound
 	for _, it := range q.items {
 		if !it.own {
 			out = append(out, it.out)

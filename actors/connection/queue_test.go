@@ -3,12 +3,12 @@ package connection
 import (
 	"testing"
 
-	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 func TestQueuePutsOwnFramesAheadOfCallersFrames(t *testing.T) {
 	q := newQueue()
-	frame := func(name string) *messages.Outbound { return &messages.Outbound{Data: []byte(name)} }
+	frame := func(name string) *actormsg.Outbound { return &actormsg.Outbound{Data: []byte(name)} }
 	for _, it := range []item{
 		{out: frame("chunk-1")}, {out: frame("chunk-2")}, {out: frame("heartbeat-1"), own: true},
 		{out: frame("chunk-3")}, {out: frame("heartbeat-2"), own: true},
@@ -35,13 +35,13 @@ func TestQueuePutsOwnFramesAheadOfCallersFrames(t *testing.T) {
 
 func TestQueueCloseHandsBackOnlyCallersFrames(t *testing.T) {
 	q := newQueue()
-	q.push(item{out: &messages.Outbound{Data: []byte("a")}})
-	q.push(item{out: &messages.Outbound{Data: []byte("hb")}, own: true})
+	q.push(item{out: &actormsg.Outbound{Data: []byte("a")}})
+	q.push(item{out: &actormsg.Outbound{Data: []byte("hb")}, own: true})
 	back := q.close()
 	if len(back) != 1 || string(back[0].Data) != "a" {
 		t.Fatalf("close handed back %v", back)
 	}
-	if q.push(item{out: &messages.Outbound{}}) {
+	if q.push(item{out: &actormsg.Outbound{}}) {
 		t.Fatal("push accepted after close")
 	}
 }

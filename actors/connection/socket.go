@@ -13,6 +13,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -32,7 +33,7 @@ type socket struct {
 	wg         sync.WaitGroup
 	stopped    bool                 // quit closed and ctx cancelled
 	aborted    bool                 // torn down after a failure
-	written    []*messages.Outbound // the writer's batch awaiting its flush, kept for reuse
+	written    []*actormsg.Outbound // the writer's batch awaiting its flush, kept for reuse
 	// bin1 is set once auth_ok chose the bin1 encoding, before the writer
 	// starts: frames then go out, and may come in, as bin1 binary messages.
 	bin1   bool
@@ -80,7 +81,7 @@ func newSocket(cfg Config) *socket {
 // run dials, authenticates and then reads until the connection ends. It is
 // the socket's only reader. Runs in its own goroutine: send reaches the
 // actor, deliver the data path.
-func (s *socket) run(send func(any), deliver func(*messages.Inbound)) {
+func (s *socket) run(send func(any), deliver func(*actormsg.Inbound)) {
 	defer close(s.readerDone)
 	deadline := s.started.Add(s.cfg.ConnectTimeout)
 	ctx, cancel := context.WithDeadline(s.ctx, deadline)
@@ -126,7 +127,7 @@ func (s *socket) run(send func(any), deliver func(*messages.Inbound)) {
 	s.bin1 = ok.Encoding == wire.EncodingBin1 && slices.Contains(s.cfg.Encodings, wire.EncodingBin1)
 	epoch := s.cfg.NewSession()
 	send(&authOK{sock: s, ws: ws, epoch: epoch, sessionID: ok.SessionID, resume: ok.Resume})
-	err = s.read(ws, send, func(in *messages.Inbound) {
+	err = s.read(ws, send, func(in *actormsg.Inbound) {
 		in.Conn, in.Epoch, in.Sink = s.cfg.Index, epoch, s.queue
 		deliver(in)
 	})
@@ -179,7 +180,7 @@ func awaitAuth(ws *websocket.Conn) (ok *wire.Frame, err error) {
 // read forwards every message until one fails; it returns the first cause.
 // Application frames and chunks go to deliver, the rest to the actor.
 // Every message and every pong gives the relay PongTimeout more.
-func (s *socket) read(ws *websocket.Conn, send func(any), deliver func(*messages.Inbound)) error {
+func (s *socket) read(ws *websocket.Conn, send func(any), deliver func(*actormsg.Inbound)) error {
 	extend := func() error { return ws.SetReadDeadline(time.Now().Add(s.cfg.PongTimeout)) }
 	_ = extend()
 	ws.SetPongHandler(func(string) error { return extend() })
@@ -198,7 +199,7 @@ func (s *socket) read(ws *websocket.Conn, send func(any), deliver func(*messages
 			if err != nil {
 				return err
 			}
-			deliver(&messages.Inbound{Chunk: &messages.Chunk{MessageID: id, Data: chunk}})
+			deliver(&actormsg.Inbound{Chunk: &actormsg.Chunk{MessageID: id, Data: chunk}})
 			continue
 		default:
 			f, err = wire.Decode(data)
@@ -211,7 +212,7 @@ func (s *socket) read(ws *websocket.Conn, send func(any), deliver func(*messages
 			return fmt.Errorf("%w: %q frame after auth_ok", ErrProtocol, f.Type)
 		case wire.TypeRequest, wire.TypeResponse, wire.TypeError, wire.TypeCancel,
 			wire.TypeStreamEnd, wire.TypeStreamError, wire.TypeWindowUpdate, wire.TypeStreamResume:
-			deliver(&messages.Inbound{Frame: f})
+			deliver(&actormsg.Inbound{Frame: f})
 		default:
 			send(&received{sock: s, frame: f, at: time.Now()})
 		}
@@ -294,7 +295,7 @@ func (s *socket) writeQueued(ws *websocket.Conn) error {
 // encoding (bin1 when negotiated, for the types it covers; else JSON text),
 // or the data o already holds. A bin1 frame is built in the writer's buffer,
 // which the WebSocket has copied or written by the time it is reused.
-func (s *socket) encode(o *messages.Outbound) (messageType int, data []byte) {
+func (s *socket) encode(o *actormsg.Outbound) (messageType int, data []byte) {
 	if o.Frame == nil {
 		if o.Binary {
 			return websocket.BinaryMessage, o.Data

@@ -8,12 +8,12 @@
 //
 //	*messages.StateChanged      the connection's state; CONNECTING counts an
 //	                            attempt, AUTHENTICATED a success.
-//	*messages.ConnectionFailed  a failed attempt or a drop; the connection is
+//	*actormsg.ConnectionFailed  a failed attempt or a drop; the connection is
 //	                            DISCONNECTED from then on.
-//	*messages.HeartbeatRTT      one heartbeat round trip.
-//	*messages.BreakerStatus     the breaker's state and count; while it is
+//	*actormsg.HeartbeatRTT      one heartbeat round trip.
+//	*actormsg.BreakerStatus     the breaker's state and count; while it is
 //	                            open the tunnel's state is CIRCUIT_BREAKER.
-//	*messages.GetStatus         answered with a *messages.Status (ctx.Respond).
+//	*actormsg.GetStatus         answered with a *messages.Status (ctx.Respond).
 //
 // It sends nothing unasked. Each Status it answers with is its own copy,
 // which the receiver may keep and change.

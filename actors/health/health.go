@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // DefaultMaxTransitions is how many recent state transitions the status
@@ -91,7 +92,7 @@ type ledger struct {
 	// conn is the connection's own state; the tunnel's state shows
 	// CIRCUIT_BREAKER over it while the breaker is open.
 	conn        messages.State
-	breaker     messages.BreakerStatus
+	breaker     actormsg.BreakerStatus
 	transitions []messages.Transition
 
 	attempts, successes int
@@ -128,13 +129,13 @@ func (l *ledger) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *messages.StateChanged:
 		l.stateChanged(m)
-	case *messages.ConnectionFailed:
+	case *actormsg.ConnectionFailed:
 		l.failed(m)
-	case *messages.HeartbeatRTT:
+	case *actormsg.HeartbeatRTT:
 		l.heartbeatRTT.add(m.RTT.Seconds())
-	case *messages.BreakerStatus:
+	case *actormsg.BreakerStatus:
 		l.breaker = *m
-	case *messages.GetStatus:
+	case *actormsg.GetStatus:
 		ctx.Respond(l.status())
 	}
 	if after := l.state(); after != before {
@@ -169,7 +170,7 @@ func (l *ledger) stateChanged(m *messages.StateChanged) {
 	}
 }
 
-func (l *ledger) failed(f *messages.ConnectionFailed) {
+func (l *ledger) failed(f *actormsg.ConnectionFailed) {
 	l.endConnection()
 	l.conn = messages.Disconnected
 	if f.WasAuthenticated {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/health"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
 
@@ -43,7 +44,7 @@ func (f *fixture) send(msgs ...any) {
 // the next message.
 func (f *fixture) status() *messages.Status {
 	f.t.Helper()
-	f.p.Send(f.pid, &messages.GetStatus{})
+	f.p.Send(f.pid, &actormsg.GetStatus{})
 	s, _ := probe.Expect[*messages.Status](f.p)
 	return s
 }
@@ -57,8 +58,8 @@ func authenticated(connect time.Duration) *messages.StateChanged {
 	return &messages.StateChanged{State: messages.Authenticated, ConnectTime: connect}
 }
 
-func failure(ft messages.FailureType, err error, wasAuthenticated bool) *messages.ConnectionFailed {
-	return &messages.ConnectionFailed{Type: ft, Err: err, WasAuthenticated: wasAuthenticated}
+func failure(ft messages.FailureType, err error, wasAuthenticated bool) *actormsg.ConnectionFailed {
+	return &actormsg.ConnectionFailed{Type: ft, Err: err, WasAuthenticated: wasAuthenticated}
 }
 
 func TestInitialStatusHasEveryKey(t *testing.T) {
@@ -209,7 +210,7 @@ func TestCircuitBreaker(t *testing.T) {
 		f.send(
 			state(messages.Connecting),
 			failure(messages.ConnectionRefused, errors.New("refused"), false),
-			&messages.BreakerStatus{State: messages.BreakerOpen, ConsecutiveFailures: 5, OpenUntil: opened.Add(300 * time.Second), Openings: 1, At: opened},
+			&actormsg.BreakerStatus{State: messages.BreakerOpen, ConsecutiveFailures: 5, OpenUntil: opened.Add(300 * time.Second), Openings: 1, At: opened},
 		)
 		s := f.status()
 		want := messages.BreakerReport{Active: true, RecoveryIn: 300, State: messages.BreakerOpen, Openings: 1}
@@ -228,7 +229,7 @@ func TestCircuitBreaker(t *testing.T) {
 		}
 
 		halfOpen := time.Now()
-		f.send(&messages.BreakerStatus{State: messages.BreakerHalfOpen, ConsecutiveFailures: 5, Openings: 1, At: halfOpen})
+		f.send(&actormsg.BreakerStatus{State: messages.BreakerHalfOpen, ConsecutiveFailures: 5, Openings: 1, At: halfOpen})
 		s = f.status()
 		want = messages.BreakerReport{State: messages.BreakerHalfOpen, Openings: 1}
 		if s.CircuitBreaker != want || s.State != messages.Disconnected {
@@ -304,7 +305,7 @@ func TestDropsAndMeanConnectedTime(t *testing.T) {
 
 func TestHeartbeatRTT(t *testing.T) {
 	run(t, health.DefaultConfig(), func(f *fixture) {
-		f.send(&messages.HeartbeatRTT{RTT: 100 * time.Millisecond}, &messages.HeartbeatRTT{RTT: 300 * time.Millisecond})
+		f.send(&actormsg.HeartbeatRTT{RTT: 100 * time.Millisecond}, &actormsg.HeartbeatRTT{RTT: 300 * time.Millisecond})
 		h := f.status().Health
 		if h.LastHeartbeatRTT == nil || *h.LastHeartbeatRTT != 0.3 || h.MeanHeartbeatRTT != 0.2 {
 			t.Fatalf("heartbeat rtt last %v mean %v, want 0.3 and 0.2", h.LastHeartbeatRTT, h.MeanHeartbeatRTT)

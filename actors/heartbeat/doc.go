@@ -10,15 +10,15 @@
 //	                        interval later, stale deadline one timeout later);
 //	                        any other state stops it and forgets outstanding
 //	                        heartbeats.
-//	*messages.HeartbeatAck  an ack the connection received; an ack for a
+//	*actormsg.HeartbeatAck  an ack the connection received; an ack for a
 //	                        heartbeat this actor sent measures a round trip
 //	                        and pushes the stale deadline one timeout on.
 //
 // It sends to its parent:
 //
-//	*messages.SendHeartbeat every interval while authenticated.
-//	*messages.HeartbeatRTT  for every ack of a known heartbeat.
-//	*messages.Stale         once, when no ack came for the timeout; ticking
+//	*actormsg.SendHeartbeat every interval while authenticated.
+//	*actormsg.HeartbeatRTT  for every ack of a known heartbeat.
+//	*actormsg.Stale         once, when no ack came for the timeout; ticking
 //	                        then stops until the next AUTHENTICATED.
 //
 // Timer messages carry a generation number, so a tick or deadline already

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Defaults of the seed's "Fiber/LAN Optimized" column.
@@ -105,7 +106,7 @@ func (h *heartbeat) Receive(ctx actor.Context) {
 		if m.State == messages.Authenticated {
 			h.start(ctx)
 		}
-	case *messages.HeartbeatAck:
+	case *actormsg.HeartbeatAck:
 		h.ack(ctx, m)
 	case *tick:
 		if m.gen == h.tickGen {
@@ -165,11 +166,11 @@ func (h *heartbeat) beat(ctx actor.Context) {
 	h.sent++
 	id := strconv.FormatUint(h.sent, 36)
 	h.sentAt[id] = now
-	ctx.Send(ctx.Parent(), &messages.SendHeartbeat{MessageID: id, Timestamp: now.UnixMilli()})
+	ctx.Send(ctx.Parent(), &actormsg.SendHeartbeat{MessageID: id, Timestamp: now.UnixMilli()})
 	h.scheduleTick(ctx)
 }
 
-func (h *heartbeat) ack(ctx actor.Context, m *messages.HeartbeatAck) {
+func (h *heartbeat) ack(ctx actor.Context, m *actormsg.HeartbeatAck) {
 	sent, ok := h.sentAt[m.MessageID]
 	if !ok {
 		h.log.WithField("message_id", m.MessageID).Debug("Ignoring heartbeat ack for an unknown heartbeat")
@@ -177,7 +178,7 @@ func (h *heartbeat) ack(ctx actor.Context, m *messages.HeartbeatAck) {
 	}
 	delete(h.sentAt, m.MessageID)
 	now := time.Now()
-	ctx.Send(ctx.Parent(), &messages.HeartbeatRTT{RTT: now.Sub(sent)})
+	ctx.Send(ctx.Parent(), &actormsg.HeartbeatRTT{RTT: now.Sub(sent)})
 	h.lastAck = now
 	h.armDeadline(ctx)
 }
@@ -187,5 +188,5 @@ func (h *heartbeat) stale(ctx actor.Context) {
 	h.log.WithField("since_ack_seconds", since.Seconds()).
 		Warnf("Stale connection detected (no heartbeat ack for %.1fs)", since.Seconds())
 	h.stop()
-	ctx.Send(ctx.Parent(), &messages.Stale{SinceAck: since})
+	ctx.Send(ctx.Parent(), &actormsg.Stale{SinceAck: since})
 }

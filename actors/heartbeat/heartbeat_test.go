@@ -13,6 +13,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/actors/heartbeat"
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
 
@@ -48,7 +49,7 @@ func TestHeartbeatsEveryInterval(t *testing.T) {
 		system.Root.Send(pid, authenticated())
 		seen := map[string]bool{}
 		for _, want := range []time.Duration{15 * time.Second, 30 * time.Second} {
-			hb, env := probe.Expect[*messages.SendHeartbeat](p)
+			hb, env := probe.Expect[*actormsg.SendHeartbeat](p)
 			if got := env.At.Sub(start); got != want {
 				t.Fatalf("heartbeat after %v, want exactly %v", got, want)
 			}
@@ -60,8 +61,8 @@ func TestHeartbeatsEveryInterval(t *testing.T) {
 			}
 			seen[hb.MessageID] = true
 			// Answer at once, so the connection stays fresh.
-			system.Root.Send(pid, &messages.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
-			probe.Expect[*messages.HeartbeatRTT](p)
+			system.Root.Send(pid, &actormsg.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
+			probe.Expect[*actormsg.HeartbeatRTT](p)
 		}
 	})
 }
@@ -69,16 +70,16 @@ func TestHeartbeatsEveryInterval(t *testing.T) {
 func TestAckMeasuresRoundTrip(t *testing.T) {
 	run(t, heartbeat.DefaultConfig(), func(system *actor.ActorSystem, p *probe.Probe, pid *actor.PID) {
 		system.Root.Send(pid, authenticated())
-		hb, _ := probe.Expect[*messages.SendHeartbeat](p)
+		hb, _ := probe.Expect[*actormsg.SendHeartbeat](p)
 		p.ExpectNoMsg(200 * time.Millisecond)
-		system.Root.Send(pid, &messages.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
-		rtt, _ := probe.Expect[*messages.HeartbeatRTT](p)
+		system.Root.Send(pid, &actormsg.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
+		rtt, _ := probe.Expect[*actormsg.HeartbeatRTT](p)
 		if rtt.RTT != 200*time.Millisecond {
 			t.Fatalf("RTT %v, want exactly 200ms", rtt.RTT)
 		}
 		// A second ack for the same heartbeat is unknown by now.
-		system.Root.Send(pid, &messages.HeartbeatAck{MessageID: hb.MessageID})
-		system.Root.Send(pid, &messages.HeartbeatAck{MessageID: "never-sent"})
+		system.Root.Send(pid, &actormsg.HeartbeatAck{MessageID: hb.MessageID})
+		system.Root.Send(pid, &actormsg.HeartbeatAck{MessageID: "never-sent"})
 		p.ExpectNoMsg(time.Second)
 	})
 }
@@ -90,7 +91,7 @@ func TestStaleWithoutAcks(t *testing.T) {
 	run(t, cfg, func(system *actor.ActorSystem, p *probe.Probe, pid *actor.PID) {
 		start := time.Now()
 		system.Root.Send(pid, authenticated())
-		stale, env := probe.ExpectSkipping[*messages.Stale](p)
+		stale, env := probe.ExpectSkipping[*actormsg.Stale](p)
 		if got := env.At.Sub(start); got != 30*time.Second {
 			t.Fatalf("stale after %v, want exactly 30s", got)
 		}
@@ -113,7 +114,7 @@ func TestStaleWithoutAcks(t *testing.T) {
 
 		restarted := time.Now()
 		system.Root.Send(pid, authenticated())
-		_, env = probe.Expect[*messages.SendHeartbeat](p)
+		_, env = probe.Expect[*actormsg.SendHeartbeat](p)
 		if got := env.At.Sub(restarted); got != 15*time.Second {
 			t.Fatalf("heartbeat after re-authentication at %v, want 15s", got)
 		}
@@ -124,14 +125,14 @@ func TestAckMovesStaleDeadline(t *testing.T) {
 	run(t, heartbeat.DefaultConfig(), func(system *actor.ActorSystem, p *probe.Probe, pid *actor.PID) {
 		start := time.Now()
 		system.Root.Send(pid, authenticated())
-		hb, _ := probe.Expect[*messages.SendHeartbeat](p)
+		hb, _ := probe.Expect[*actormsg.SendHeartbeat](p)
 		p.ExpectNoMsg(5 * time.Second)
-		system.Root.Send(pid, &messages.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
-		rtt, env := probe.Expect[*messages.HeartbeatRTT](p)
+		system.Root.Send(pid, &actormsg.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
+		rtt, env := probe.Expect[*actormsg.HeartbeatRTT](p)
 		if got := env.At.Sub(start); got != 20*time.Second || rtt.RTT != 5*time.Second {
 			t.Fatalf("RTT %v at %v, want 5s at 20s", rtt.RTT, got)
 		}
-		stale, env := probe.ExpectSkipping[*messages.Stale](p)
+		stale, env := probe.ExpectSkipping[*actormsg.Stale](p)
 		if got := env.At.Sub(start); got != 50*time.Second {
 			t.Fatalf("stale after %v, want exactly 50s", got)
 		}
@@ -146,10 +147,10 @@ func TestOtherStatesStopEverything(t *testing.T) {
 		t.Run(state.String(), func(t *testing.T) {
 			run(t, heartbeat.DefaultConfig(), func(system *actor.ActorSystem, p *probe.Probe, pid *actor.PID) {
 				system.Root.Send(pid, authenticated())
-				hb, _ := probe.Expect[*messages.SendHeartbeat](p)
+				hb, _ := probe.Expect[*actormsg.SendHeartbeat](p)
 				system.Root.Send(pid, &messages.StateChanged{State: state})
 				// The outstanding heartbeat is forgotten: its ack measures nothing.
-				system.Root.Send(pid, &messages.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
+				system.Root.Send(pid, &actormsg.HeartbeatAck{MessageID: hb.MessageID, Timestamp: hb.Timestamp})
 				p.ExpectNoMsg(10 * time.Minute)
 			})
 		})
@@ -162,11 +163,11 @@ func TestReauthenticationRestartsTimers(t *testing.T) {
 		p.ExpectNoMsg(10 * time.Second)
 		again := time.Now()
 		system.Root.Send(pid, authenticated())
-		_, env := probe.Expect[*messages.SendHeartbeat](p)
+		_, env := probe.Expect[*actormsg.SendHeartbeat](p)
 		if got := env.At.Sub(again); got != 15*time.Second {
 			t.Fatalf("heartbeat %v after re-authentication, want 15s (the old timer must be gone)", got)
 		}
-		_, env = probe.ExpectSkipping[*messages.Stale](p)
+		_, env = probe.ExpectSkipping[*actormsg.Stale](p)
 		if got := env.At.Sub(again); got != 30*time.Second {
 			t.Fatalf("stale %v after re-authentication, want 30s", got)
 		}

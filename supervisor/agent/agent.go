@@ -35,9 +35,9 @@ const (
 	stopMargin = 5 * time.Second
 )
 
-// ErrInvalidConfig is wrapped by the errors Validate returns for the
-// agent's own settings; the tunnel's wrap supervisor.ErrInvalidConfig.
-var ErrInvalidConfig = errors.New("agent: invalid config")
+// ErrInvalidConfig is wrapped by every error Validate returns, the
+// agent's own settings' and the tunnel's: it is messages.ErrInvalidConfig.
+var ErrInvalidConfig = messages.ErrInvalidConfig
 
 // Config configures an agent. Start with DefaultConfig and set at least
 // Tunnel.RelayURL (or Tunnel.RelayURLs) and Tunnel.APIKey.

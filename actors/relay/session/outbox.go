@@ -8,7 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 )
 
@@ -34,7 +34,7 @@ type outbox struct {
 	replies    int // bytes of replies in control
 	maxReplies int
 	overflow   func() // called once, outside the lock, when replies would exceed maxReplies
-	data       []*messages.Outbound
+	data       []*actormsg.Outbound
 	closed     bool
 	code       int
 	reason     string
@@ -163,7 +163,7 @@ func (o *outbox) push(f controlFrame) {
 // write queues one message behind the others of its kind and waits until it
 // is written, ctx ends, or the outbox closes. It is a relaymsg.WriteFunc.
 func (o *outbox) write(ctx context.Context, binary bool, data []byte) error {
-	out := &messages.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1)}
+	out := &actormsg.Outbound{Ctx: ctx, Binary: binary, Data: data, Reply: make(chan error, 1)}
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
@@ -194,7 +194,7 @@ func (o *outbox) close(code int, reason string) {
 // shut marks the outbox closed, if it is not, drops the request frames
 // queued (counted unsent) and returns the data messages it dropped; o.mu
 // is held.
-func (o *outbox) shut(code int, reason string) []*messages.Outbound {
+func (o *outbox) shut(code int, reason string) []*actormsg.Outbound {
 	if o.closed {
 		return nil
 	}
@@ -242,7 +242,7 @@ func (o *outbox) unsentIDs() map[string]bool {
 	return maps.Clone(o.unsent)
 }
 
-func answerLost(dropped []*messages.Outbound) {
+func answerLost(dropped []*actormsg.Outbound) {
 	for _, out := range dropped {
 		out.Answer(relaymsg.ErrTunnelLost)
 	}
@@ -250,7 +250,7 @@ func answerLost(dropped []*messages.Outbound) {
 
 // next returns the next message to write, control frames first: a control
 // frame f, or a data message out; ok is false when nothing is queued.
-func (o *outbox) next() (f controlFrame, out *messages.Outbound, ok bool) {
+func (o *outbox) next() (f controlFrame, out *actormsg.Outbound, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.control) > 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -23,7 +24,7 @@ type inStream struct {
 // else to the host's handler. It runs on the connection's reader goroutine
 // and never blocks: handlers run in goroutines of their own, chunks are
 // buffered within the stream's window.
-func (p *Plane) Deliver(in *messages.Inbound) {
+func (p *Plane) Deliver(in *actormsg.Inbound) {
 	via := route{conn: in.Conn, epoch: in.Epoch}
 	if in.Sink != nil {
 		p.bind(via, in.Sink)
@@ -119,7 +120,7 @@ func (p *Plane) messageOf(f *wire.Frame, via route) *messages.TunnelMessage {
 
 // chunk feeds one chunk to its body's reader; a chunk the reader refuses
 // (over the window) fails the body, and the relay hears why.
-func (p *Plane) chunk(c *messages.Chunk, via route) {
+func (p *Plane) chunk(c *actormsg.Chunk, via route) {
 	k := key{conn: via.conn, id: c.MessageID}
 	p.mu.Lock()
 	s := p.inStreams[k]

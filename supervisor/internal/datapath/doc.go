@@ -40,16 +40,16 @@
 //   - Send returns once a frame, and a streamed body's every chunk and end,
 //     is written.
 //   - Request returns the answer with the request's message_id: a response,
-//     or an error frame with an error wrapping ErrRemote.
+//     or an error frame with an error wrapping messages.ErrRemote.
 //   - Handle is called in a goroutine of its own for each request of the
 //     relay, and for each response or error that no Request waits for. Its
 //     context ends when the relay cancels the request, when the session it
 //     came on is lost, or on Drain; for a request, the context also names
 //     the request, so that Send of its answer takes the request's route.
 //
-// Invalid messages fail with ErrInvalidMessage, a message_id already in
-// flight with ErrDuplicateID; these errors read "supervisor: ..." since the
-// host meets them through package supervisor.
+// Invalid messages fail with messages.ErrInvalidMessage, a message_id
+// already in flight with messages.ErrDuplicateID: the tunnel's public
+// errors, which package supervisor also names.
 //
 // # Routes, epochs and sinks
 //

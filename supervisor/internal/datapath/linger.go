@@ -4,7 +4,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // maxLingerBytes bounds the bytes kept by streams that are sent whole but
@@ -41,7 +41,7 @@ func (p *Plane) linger(out *outStream) {
 
 // Acked takes every heartbeat_ack of connection conn: the streams on conn
 // whose end came before the acked heartbeat are surely read, and let go.
-func (p *Plane) Acked(conn int, ack *messages.HeartbeatAck) {
+func (p *Plane) Acked(conn int, ack *actormsg.HeartbeatAck) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.unlinger(func(l lingering) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Lost takes the end of connection conn's session epoch (and of any
@@ -12,7 +13,7 @@ import (
 // answers that will never come, streams cut in the middle, handlers whose
 // response can no longer reach the relay's waiting client. What travels on
 // the tunnel's other connections is untouched.
-func (p *Plane) Lost(conn, epoch int, f *messages.ConnectionFailed) {
+func (p *Plane) Lost(conn, epoch int, f *actormsg.ConnectionFailed) {
 	err := fmt.Errorf("%w: %s", messages.ErrConnectionLost, f.Type)
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -2,7 +2,6 @@ package datapath
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -11,16 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
-)
-
-var (
-	// ErrInvalidMessage is wrapped by Send and Request for a message they
-	// cannot put on the wire (no type, an unknown type, a response without id).
-	ErrInvalidMessage = errors.New("supervisor: invalid message")
-	// ErrRemote is wrapped by Request when the relay answered with an error frame.
-	ErrRemote = errors.New("supervisor: relay answered with an error")
-	// ErrDuplicateID: a message with this message_id is already in flight.
-	ErrDuplicateID = errors.New("supervisor: duplicate message_id")
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 )
 
 // Config is what the data path takes: the tunnel's limits, and the two
@@ -43,7 +33,7 @@ type Config struct {
 	// the root cannot reach is answered with an error. The data path posts
 	// there every frame that no session it knows of takes directly. Post
 	// must not block.
-	Post func(*messages.Outbound)
+	Post func(*actormsg.Outbound)
 	// Handle runs the host's handler for msg, in a goroutine the data path
 	// started for it; ctx ends when the relay cancels the request, when its
 	// session is lost, or on Drain. Nil answers every request of the relay
@@ -79,7 +69,7 @@ type Plane struct {
 	resumable  map[int]bool               // connection -> its relay keeps cut response streams
 	// sinks holds the socket of each live session that frames came on:
 	// answers pinned to it go straight there, with no mailbox hop.
-	sinks      map[route]messages.Sink
+	sinks      map[route]actormsg.Sink
 	lingering  []lingering // resumable streams sent whole, until the relay has surely read their end
 	lingerSize int64       // the bytes they keep
 }
@@ -109,7 +99,7 @@ func New(cfg Config) *Plane {
 		reported:   map[key]bool{},
 		resuming:   map[string]*outStream{},
 		resumable:  map[int]bool{},
-		sinks:      map[route]messages.Sink{},
+		sinks:      map[route]actormsg.Sink{},
 		ended:      map[int]int{},
 	}
 	p.baseCtx, p.cancel = context.WithCancel(context.Background())

@@ -10,6 +10,7 @@ import (
 	logtest "github.com/sirupsen/logrus/hooks/test"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 	"github.com/enhanced-tunnel/tunnel/supervisor/internal/datapath"
 )
@@ -19,9 +20,9 @@ import (
 // session.
 
 // root stands in for the supervision tree's root: it writes what is posted.
-type root chan *messages.Outbound
+type root chan *actormsg.Outbound
 
-func (r root) post(o *messages.Outbound) {
+func (r root) post(o *actormsg.Outbound) {
 	if !o.Pinned {
 		o.Conn, o.Epoch = 0, 1
 	}
@@ -30,9 +31,9 @@ func (r root) post(o *messages.Outbound) {
 }
 
 // sink stands in for session 1's socket.
-type sink chan *messages.Outbound
+type sink chan *actormsg.Outbound
 
-func (s sink) Push(o *messages.Outbound) bool {
+func (s sink) Push(o *actormsg.Outbound) bool {
 	s <- o
 	o.Answer(nil)
 	return true
@@ -78,7 +79,7 @@ func TestRequestGetsTheAnswerWithItsID(t *testing.T) {
 		answers <- answer{msg, err}
 	}()
 	req := next(t, r).Frame
-	p.Deliver(&messages.Inbound{Frame: &wire.Frame{Type: wire.TypeResponse, MessageID: req.MessageID, Status: 201}, Conn: 0, Epoch: 1})
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeResponse, MessageID: req.MessageID, Status: 201}, Conn: 0, Epoch: 1})
 	if a := next(t, answers); a.err != nil || a.msg.Status != 201 {
 		t.Fatalf("Request: %+v, %v; want the 201", a.msg, a.err)
 	}
@@ -92,13 +93,13 @@ func TestLostFailsOnlyWhatItsSessionCarried(t *testing.T) {
 		failed <- err
 	}()
 	next(t, r)
-	p.Lost(1, 1, &messages.ConnectionFailed{Type: messages.NetworkError})
+	p.Lost(1, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError})
 	select {
 	case err := <-failed:
 		t.Fatalf("a loss on connection 1 failed a request on connection 0: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	p.Lost(0, 1, &messages.ConnectionFailed{Type: messages.NetworkError})
+	p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError})
 	if err := next(t, failed); !errors.Is(err, messages.ErrConnectionLost) {
 		t.Fatalf("Request after its session's loss: %v, want ErrConnectionLost", err)
 	}
@@ -115,11 +116,11 @@ func TestAHandlersAnswerGoesToItsSessionsSocket(t *testing.T) {
 		<-ctx.Done()
 	})
 	socket := make(sink, 1)
-	p.Deliver(&messages.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"}, Conn: 0, Epoch: 1, Sink: socket})
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"}, Conn: 0, Epoch: 1, Sink: socket})
 	ctx := next(t, handled)
 	if o := next(t, socket); !o.Pinned || o.Conn != 0 || o.Epoch != 1 || o.Frame.MessageID != "r1" {
 		t.Fatalf("answer %+v, want pinned to connection 0, session 1", o)
 	}
-	p.Lost(0, 1, &messages.ConnectionFailed{Type: messages.NetworkError})
+	p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError})
 	next(t, ctx.Done())
 }

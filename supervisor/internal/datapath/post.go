@@ -5,14 +5,15 @@ import (
 	"fmt"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 // outbound makes the message for one WebSocket message on route to: the
 // frame f, which the connection encodes as its session negotiated, or when
 // f is nil the encoded chunk.
-func (p *Plane) outbound(ctx context.Context, f *wire.Frame, chunk []byte, to route) *messages.Outbound {
-	o := &messages.Outbound{Ctx: ctx, Frame: f, Reply: make(chan error, 1)}
+func (p *Plane) outbound(ctx context.Context, f *wire.Frame, chunk []byte, to route) *actormsg.Outbound {
+	o := &actormsg.Outbound{Ctx: ctx, Frame: f, Reply: make(chan error, 1)}
 	if f == nil {
 		o.Binary, o.Data = true, chunk
 	}
@@ -56,7 +57,7 @@ func (p *Plane) sendAsync(f *wire.Frame, to route) {
 // came in on that session (no mailbox hop: an answer goes back the way its
 // request came), and otherwise to the root (Config.Post), which picks a
 // connection or queues o.
-func (p *Plane) post(o *messages.Outbound) {
+func (p *Plane) post(o *actormsg.Outbound) {
 	if o.Pinned {
 		p.mu.Lock()
 		sink := p.sinks[route{conn: o.Conn, epoch: o.Epoch}]
@@ -73,7 +74,7 @@ func (p *Plane) post(o *messages.Outbound) {
 
 // bind remembers the socket of a live session frames came on, for post.
 // A session already lost is not bound again by a frame read before its end.
-func (p *Plane) bind(via route, sink messages.Sink) {
+func (p *Plane) bind(via route, sink actormsg.Sink) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if _, ok := p.sinks[via]; !ok && via.epoch > p.ended[via.conn] {

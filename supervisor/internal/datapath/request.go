@@ -30,7 +30,7 @@ type result struct {
 
 // Request sends a request and waits for the answer with its message_id, as
 // supervisor.Tunnel.Request documents: an error frame in answer returns
-// the message and an error wrapping ErrRemote; ctx ending first sends a
+// the message and an error wrapping messages.ErrRemote; ctx ending first sends a
 // cancel; a lost session fails it with messages.ErrConnectionLost, after
 // one more try when Config.RetryIdempotent allows (see retryable).
 func (p *Plane) Request(ctx context.Context, msg *messages.TunnelMessage) (*messages.TunnelMessage, error) {
@@ -38,7 +38,7 @@ func (p *Plane) Request(ctx context.Context, msg *messages.TunnelMessage) (*mess
 		msg.Type = messages.TypeRequest
 	}
 	if msg == nil || msg.Type != messages.TypeRequest {
-		return nil, fmt.Errorf("%w: Request takes a request", ErrInvalidMessage)
+		return nil, fmt.Errorf("%w: Request takes a request", messages.ErrInvalidMessage)
 	}
 	if msg.MessageID == "" {
 		msg.MessageID = uuid.NewString()
@@ -58,7 +58,7 @@ func (p *Plane) request(ctx context.Context, msg *messages.TunnelMessage) (*mess
 	p.mu.Lock()
 	if _, dup := p.pending[id]; dup {
 		p.mu.Unlock()
-		return nil, fmt.Errorf("%w: request %s is already waiting", ErrDuplicateID, id)
+		return nil, fmt.Errorf("%w: request %s is already waiting", messages.ErrDuplicateID, id)
 	}
 	p.pending[id] = pend
 	p.mu.Unlock()
@@ -129,7 +129,7 @@ func (p *Plane) answer(f *wire.Frame, via route) {
 	}
 	var err error
 	if f.Type == wire.TypeError {
-		err = fmt.Errorf("%w: %s", ErrRemote, f.Error)
+		err = fmt.Errorf("%w: %s", messages.ErrRemote, f.Error)
 	}
 	pend.reply <- result{msg: msg, err: err}
 }

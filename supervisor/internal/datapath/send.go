@@ -50,7 +50,7 @@ func (p *Plane) send(ctx context.Context, msg *messages.TunnelMessage) (route, e
 	p.mu.Lock()
 	if _, dup := p.outStreams[k]; dup {
 		p.mu.Unlock()
-		return via, fmt.Errorf("%w: stream %s is already being sent", ErrDuplicateID, f.MessageID)
+		return via, fmt.Errorf("%w: stream %s is already being sent", messages.ErrDuplicateID, f.MessageID)
 	}
 	out.resumable = f.Type == wire.TypeResponse && p.cfg.ResumeStreams && p.resumable[via.conn]
 	p.outStreams[k] = out
@@ -105,7 +105,7 @@ func (p *Plane) routeOf(ctx context.Context, f *wire.Frame) route {
 // must be streamed.
 func (p *Plane) frameOf(msg *messages.TunnelMessage) (*wire.Frame, io.Reader, error) {
 	if msg == nil {
-		return nil, nil, fmt.Errorf("%w: nil message", ErrInvalidMessage)
+		return nil, nil, fmt.Errorf("%w: nil message", messages.ErrInvalidMessage)
 	}
 	switch msg.Type {
 	case messages.TypeRequest:
@@ -114,13 +114,13 @@ func (p *Plane) frameOf(msg *messages.TunnelMessage) (*wire.Frame, io.Reader, er
 		}
 	case messages.TypeResponse, messages.TypeError, messages.TypeCancel:
 		if msg.MessageID == "" && msg.Type != messages.TypeError {
-			return nil, nil, fmt.Errorf("%w: a %s needs the message_id it answers", ErrInvalidMessage, msg.Type)
+			return nil, nil, fmt.Errorf("%w: a %s needs the message_id it answers", messages.ErrInvalidMessage, msg.Type)
 		}
 	default:
-		return nil, nil, fmt.Errorf("%w: type %q (want request, response, error or cancel)", ErrInvalidMessage, msg.Type)
+		return nil, nil, fmt.Errorf("%w: type %q (want request, response, error or cancel)", messages.ErrInvalidMessage, msg.Type)
 	}
 	if len(msg.MessageID) > wire.MaxIDLength {
-		return nil, nil, fmt.Errorf("%w: message_id longer than %d bytes", ErrInvalidMessage, wire.MaxIDLength)
+		return nil, nil, fmt.Errorf("%w: message_id longer than %d bytes", messages.ErrInvalidMessage, wire.MaxIDLength)
 	}
 	f := &wire.Frame{Type: msg.Type, MessageID: msg.MessageID, Method: msg.Method, Path: msg.Path,
 		Status: msg.Status, Headers: msg.Headers, Error: msg.Error}

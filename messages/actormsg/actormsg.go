@@ -1,32 +1,12 @@
-package messages
+package actormsg
 
 import (
 	"context"
 	"time"
 
+	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
-
-// StateChanged is sent by the connection actor on every state change, and
-// passed on by the supervisor to the heartbeat, breaker and health actors.
-type StateChanged struct {
-	State State
-	// Connection is the index of the tunnel's connection that changed.
-	Connection int
-	At         time.Time
-	// Attempt counts connection attempts since the tunnel started, from 1.
-	Attempt int
-	// SessionID and ConnectTime are set when State is Authenticated:
-	// the relay's session id and the time from dial to auth_ok.
-	SessionID string
-	// Epoch, set when State is Authenticated, numbers the session among all
-	// of the tunnel's (see Inbound): what was bound to it fails with it.
-	Epoch       int
-	ConnectTime time.Duration
-	// Resume is set when the relay's auth_ok said it keeps this session's
-	// response streams open for a stream_resume should the session be lost.
-	Resume bool
-}
 
 // SendHeartbeat asks the connection to write a heartbeat frame with these
 // fields. The heartbeat actor sends it every heartbeat interval.
@@ -134,7 +114,7 @@ type BreakerVerdict struct {
 // BreakerStatus is sent by the breaker on every change of its state or count.
 // When State moves to BreakerHalfOpen the supervisor starts the one trial.
 type BreakerStatus struct {
-	State               BreakerState
+	State               messages.BreakerState
 	ConsecutiveFailures int
 	// OpenUntil is when an open breaker lets its trial through (zero unless open).
 	OpenUntil time.Time
@@ -143,5 +123,26 @@ type BreakerStatus struct {
 	At       time.Time
 }
 
-// GetStatus asks the health ledger for a *Status snapshot (ctx.Respond).
+// GetStatus asks the health ledger for a *messages.Status snapshot (ctx.Respond).
 type GetStatus struct{}
+
+// ConnectionFailed is the reason a connection actor fails with. It reaches
+// the supervisor's HandleFailure as the panic value, and the supervisor
+// passes it on to the breaker and the health ledger.
+type ConnectionFailed struct {
+	Type messages.FailureType
+	Err  error
+	At   time.Time
+	// WasAuthenticated is true when the failure ended an authenticated
+	// connection (a drop), false when it ended an attempt.
+	WasAuthenticated bool
+}
+
+func (f *ConnectionFailed) Error() string {
+	if f.Err == nil {
+		return f.Type.String()
+	}
+	return f.Type.String() + ": " + f.Err.Error()
+}
+
+func (f *ConnectionFailed) Unwrap() error { return f.Err }
