@@ -12,7 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
-	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
@@ -25,6 +25,11 @@ type (
 	inbound      struct{ frame *wire.Frame }
 	inboundChunk struct {
 		id   string
+		data []byte
+	}
+	// undecoded is a text message, which the actor decodes itself.
+	undecoded struct {
+		kind int
 		data []byte
 	}
 	malformed   struct{ err error }
@@ -219,27 +224,39 @@ func (l *link) readMessage() (int, []byte, error) {
 	return kind, bytes.Clone(buf), nil
 }
 
+// deliver decodes one binary message and tells the actor what it holds.
+// A text message (JSON: the auth frame, and every frame of a supervisor
+// without bin1) goes to the actor undecoded: JSON decoding runs deep, and
+// the stack grown for it here would stay with every idle session's reader.
 func (l *link) deliver(kind int, data []byte) {
-	switch kind {
-	case websocket.TextMessage:
-		if f, err := wire.Decode(data); err != nil {
-			l.tell(&malformed{err: err})
-		} else {
-			l.tell(&inbound{frame: f})
-		}
-	case websocket.BinaryMessage:
-		if l.bin1 && wire.IsBin1(data) {
-			if f, err := wire.DecodeBin1(data); err != nil {
-				l.tell(&malformed{err: err})
-			} else {
-				l.tell(&inbound{frame: f})
-			}
-		} else if id, chunk, err := wire.DecodeChunk(data); err != nil {
-			l.tell(&malformed{err: err})
-		} else {
-			l.tell(&inboundChunk{id: id, data: chunk})
-		}
+	if kind == websocket.TextMessage {
+		l.tell(&undecoded{kind: kind, data: data})
+		return
 	}
+	l.tell(decode(kind, data, l.bin1))
+}
+
+// decode turns one message into what the actor hears of it: an inbound
+// frame or chunk, or why it is malformed.
+func decode(kind int, data []byte, bin1 bool) any {
+	var f *wire.Frame
+	var err error
+	switch {
+	case kind == websocket.TextMessage:
+		f, err = wire.Decode(data)
+	case bin1 && wire.IsBin1(data):
+		f, err = wire.DecodeBin1(data)
+	default:
+		id, chunk, err := wire.DecodeChunk(data)
+		if err != nil {
+			return &malformed{err: err}
+		}
+		return &inboundChunk{id: id, data: chunk}
+	}
+	if err != nil {
+		return &malformed{err: err}
+	}
+	return &inbound{frame: f}
 }
 
 // write runs a writer goroutine: it drains the outbox and returns once it
@@ -307,7 +324,7 @@ func (l *link) flush() error {
 
 // writeMessage writes the control frame f, or the data message out when
 // it is set.
-func (l *link) writeMessage(f controlFrame, out *messages.Outbound) error {
+func (l *link) writeMessage(f controlFrame, out *actormsg.Outbound) error {
 	if f.ping {
 		return l.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(l.cfg.WriteTimeout))
 	}

@@ -269,7 +269,11 @@ func (s *session) Receive(ctx actor.Context) {
 		// Stopping: what the goroutines sent before they were told is moot.
 		return
 	}
-	switch msg := ctx.Message().(type) {
+	msg := ctx.Message()
+	if u, ok := msg.(*undecoded); ok {
+		msg = decode(u.kind, u.data, false)
+	}
+	switch msg := msg.(type) {
 	case *inbound:
 		s.onFrame(ctx, msg.frame)
 	case *inboundChunk:
