@@ -167,10 +167,18 @@ func (p *Plane) push(ctx context.Context, pipe *pipeline, out *outStream, data *
 		if record {
 			out.record(encoded[len(encoded)-k:])
 		}
-		if err := pipe.write(ctx, nil, encoded); err != nil {
+		err = pipe.write(ctx, nil, encoded)
+		if err != nil && !record {
 			return err
 		}
+		// A recorded chunk is the replay's from here, written or not (the
+		// pipeline's error may be an earlier write's, with this one never
+		// posted): a resume sends it again from the replay if the relay
+		// lacks it. Keeping it unsent as well would send it twice.
 		*data = (*data)[k:]
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -1,0 +1,122 @@
+package datapath_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/enhanced-tunnel/tunnel/messages"
+	"github.com/enhanced-tunnel/tunnel/messages/actormsg"
+	"github.com/enhanced-tunnel/tunnel/messages/wire"
+	"github.com/enhanced-tunnel/tunnel/supervisor/internal/datapath"
+)
+
+// relaySide stands in for a relay session's socket: it takes frames until
+// it is cut, keeping the body bytes of the chunks it took, in order.
+type relaySide struct {
+	mu    sync.Mutex
+	limit int // frames it takes before it is cut; 0: no limit
+	taken int
+	body  []byte
+	ended chan struct{}
+}
+
+func (s *relaySide) Push(o *actormsg.Outbound) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limit > 0 && s.taken == s.limit {
+		return false
+	}
+	s.taken++
+	if o.Frame == nil {
+		_, chunk, err := wire.DecodeChunk(o.Data)
+		if err != nil {
+			panic(err)
+		}
+		s.body = append(s.body, chunk...)
+	} else if o.Frame.Type == wire.TypeStreamEnd {
+		close(s.ended)
+	}
+	o.Answer(nil)
+	return true
+}
+
+func (s *relaySide) received() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.body)
+}
+
+// pieces reads as an upstream that produces its body a few bytes at a
+// time: each read returns one piece, as progressive audio does.
+type pieces struct{ rest []byte }
+
+func (r *pieces) Read(p []byte) (int, error) {
+	if len(r.rest) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 4)], r.rest)
+	r.rest = r.rest[n:]
+	return n, nil
+}
+
+// A response stream whose session is cut in the middle, with more chunks
+// queued behind the cut than its pipeline holds, goes on over the next
+// session from the offset the relay names, and the relay gets every byte of
+// the body exactly once: a chunk whose write failed is sent again from the
+// replay only, never from the replay and as the next chunk both.
+func TestAResumedStreamSendsEveryByteOnce(t *testing.T) {
+	body := []byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!?")
+	first := &relaySide{limit: 4, ended: make(chan struct{})} // the response head and 3 chunks, then cut
+	second := &relaySide{ended: make(chan struct{})}
+	resumeAsked := make(chan string, 1)
+	post := func(o *actormsg.Outbound) {
+		// The tree's root: the only frame posted is the stream_resume, which
+		// goes out on the next session.
+		if o.Frame != nil && o.Frame.Type == wire.TypeStreamResume {
+			o.Conn, o.Epoch = 0, 2
+			o.Answer(nil)
+			resumeAsked <- o.Frame.MessageID
+			return
+		}
+		o.Answer(messages.ErrConnectionLost)
+	}
+	logger, _ := logtest.NewNullLogger()
+	var p *datapath.Plane
+	p = datapath.New(datapath.Config{
+		InlineLimit: 8, ChunkSize: 4, Window: 1 << 20, ResumeStreams: true, ResumeTimeout: 5 * time.Second,
+		Log: logrus.NewEntry(logger), Post: post,
+		Handle: func(ctx context.Context, msg *messages.TunnelMessage) {
+			if err := p.Send(ctx, &messages.TunnelMessage{Type: messages.TypeResponse, MessageID: msg.MessageID,
+				Status: 200, BodyStream: &pieces{rest: body}}); err != nil {
+				t.Errorf("Send: %v", err)
+			}
+		},
+	})
+	t.Cleanup(func() {
+		p.Close()
+		if err := p.Drain(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	p.StateChanged(messages.StateChanged{State: messages.Authenticated, Connection: 0, Epoch: 1, Resume: true})
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"},
+		Conn: 0, Epoch: 1, Sink: first})
+
+	id := next(t, resumeAsked)
+	p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError})
+	// The relay has what the first session took, and says so.
+	has := first.received()
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeStreamResume, MessageID: id, Offset: int64(len(has)), Bytes: 1 << 20},
+		Conn: 0, Epoch: 2, Sink: second})
+	next(t, second.ended)
+	if got := append(has, second.received()...); !bytes.Equal(got, body) {
+		t.Fatalf("the relay got %q\nwant          %q", got, body)
+	}
+}
