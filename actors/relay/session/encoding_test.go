@@ -2,6 +2,7 @@ package session_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
@@ -79,4 +80,25 @@ func (h *harness) expectAck(bin1 bool) *wire.Frame {
 		h.t.Fatalf("got %q (%v), want a bin1 heartbeat_ack", data, err)
 	}
 	return f
+}
+
+// With Config.Router set, a session's reports on its exchanges go to the
+// router straight, but its SessionDown goes through the parent, behind the
+// SessionUp it sent there: straight to the router, the down of a session
+// that failed at once could overtake its up, and the router would register
+// a dead session.
+func TestSessionDownGoesTheWaySessionUpWent(t *testing.T) {
+	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
+		router := probe.New(t, system)
+		router.Wait = time.Hour
+		cfg := session.DefaultConfig()
+		cfg.Router = router.PID
+		h := newHarness(t, system, cfg, true)
+		h.authenticate()
+		h.client.Close()
+		if down, _ := probe.Expect[*relaymsg.SessionDown](h.p); down.Tunnel != "a" {
+			t.Fatalf("session down %+v", down)
+		}
+		router.ExpectNoMsg(time.Minute)
+	})
 }

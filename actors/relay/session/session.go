@@ -90,9 +90,10 @@ type Config struct {
 	// and written.
 	BytesIn, BytesOut prometheus.Counter
 	// Router, if set, receives what the session tells the router
-	// (Response, Failed, Resume, HandedOver, SessionDown) straight, rather
-	// than through the parent: one mailbox less on every response. nil
-	// sends them to the parent.
+	// (Response, Failed, Resume, HandedOver) straight, rather than through
+	// the parent: one mailbox less on every response. nil sends them to the
+	// parent. SessionDown always goes through the parent, behind the
+	// SessionUp it follows.
 	Router *actor.PID
 	// Logger; nil discards.
 	Logger *logrus.Logger
@@ -444,7 +445,13 @@ func (s *session) stopping(ctx actor.Context) {
 	}
 	written, orphans := s.endCalls()
 	if s.registered {
-		ctx.Send(s.router(ctx), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(),
+		// Through the parent, as SessionUp went: sent straight to the
+		// router, the down of a session that failed at once could overtake
+		// its up, still in the parent's mailbox, and the router would then
+		// register a dead session and send it requests that never return.
+		// (The session's other reports come after the router's Registered,
+		// so they may go straight.)
+		ctx.Send(ctx.Parent(), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(),
 			Written: written, Orphans: orphans})
 	}
 	entry := s.logs().WithFields(logrus.Fields{"failure_type": s.cause.String(), "code": code})
