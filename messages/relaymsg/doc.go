@@ -9,11 +9,12 @@
 //
 //	front   -> root -> auth    CheckAddress (answered with AddressVerdict)
 //	session -> root -> auth    Authenticate (answered with AuthResult)
-//	session -> root -> router  SessionUp (answered with Registered), then
-//	                           SessionDown (with its Orphans): the same way,
-//	                           so that a down never overtakes its up
-//	session -> router          Response, Failed, Resume (answered with Adopt
-//	                           or ResumeRefused), HandedOver
+//	session -> root -> router  SessionUp (answered with Registered), and
+//	                           SessionDown while that is unanswered: the
+//	                           same way, so that a down never overtakes its up
+//	session -> router          SessionDown (with its Orphans), Response,
+//	                           Failed, Resume (answered with Adopt or
+//	                           ResumeRefused), HandedOver
 //	front   -> router          Forward, Done
 //	front   -> root -> router  Drain, ListTunnels (answered with Tunnels)
 //	router  -> session         Dispatch, Cancel, Release (streamed exchanges

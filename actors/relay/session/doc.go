@@ -69,10 +69,10 @@
 //	to parent:   *Authenticate (request; answer *AuthResult comes back),
 //	             *SessionUp with instance, index and resume (request;
 //	             answer *Registered comes back, which may refuse),
-//	             *AuthTimedOut, *SessionDown with the requests written and
-//	             the orphans (behind its SessionUp, which it must not
-//	             overtake)
-//	to router:   *Response, *Failed, *Resume, *HandedOver (to
+//	             *AuthTimedOut, *SessionDown while SessionUp is unanswered
+//	             (behind it, so as not to overtake it)
+//	to router:   *SessionDown with the requests written and the orphans,
+//	             *Response, *Failed, *Resume, *HandedOver (to
 //	             Config.Router, or the parent when it is nil). A response
 //	             inline to an inline request completes its exchange: the
 //	             session forgets it at once, and gets no Release for it.

@@ -82,23 +82,43 @@ func (h *harness) expectAck(bin1 bool) *wire.Frame {
 	return f
 }
 
-// With Config.Router set, a session's reports on its exchanges go to the
-// router straight, but its SessionDown goes through the parent, behind the
-// SessionUp it sent there: straight to the router, the down of a session
-// that failed at once could overtake its up, and the router would register
-// a dead session.
-func TestSessionDownGoesTheWaySessionUpWent(t *testing.T) {
-	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
-		router := probe.New(t, system)
-		router.Wait = time.Hour
-		cfg := session.DefaultConfig()
-		cfg.Router = router.PID
-		h := newHarness(t, system, cfg, true)
-		h.authenticate()
-		h.client.Close()
-		if down, _ := probe.Expect[*relaymsg.SessionDown](h.p); down.Tunnel != "a" {
-			t.Fatalf("session down %+v", down)
-		}
-		router.ExpectNoMsg(time.Minute)
-	})
+// With Config.Router set, a session's reports go to the router straight,
+// its SessionDown too once the router has answered its SessionUp. Before
+// that the down goes through the parent, behind the up still there:
+// straight to the router it could overtake the up, and the router would
+// register a dead session.
+func TestSessionDownNeverOvertakesSessionUp(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		answered bool // the router's Registered came before the end
+	}{{"registered", true}, {"up unanswered", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
+				router := probe.New(t, system)
+				router.Wait = time.Hour
+				cfg := session.DefaultConfig()
+				cfg.Router = router.PID
+				h := newHarness(t, system, cfg, true)
+				h.send(&wire.Frame{Type: wire.TypeAuth, APIKey: "k", Tunnel: "a"})
+				_, env := probe.Expect[*relaymsg.Authenticate](h.p)
+				h.system.Root.Send(env.Sender, &relaymsg.AuthResult{OK: true, Tunnel: "a"})
+				_, env = probe.Expect[*relaymsg.SessionUp](h.p)
+				if tc.answered {
+					h.system.Root.Send(env.Sender, &relaymsg.Registered{})
+					h.expect(wire.TypeAuthOK)
+				}
+				h.client.Close()
+				via, other := h.p, router
+				if tc.answered {
+					via, other = router, h.p
+				}
+				// Unanswered, the session ends at its auth timeout (its reader
+				// waits for auth_ok), which it also reports to the parent.
+				if down, _ := probe.ExpectSkipping[*relaymsg.SessionDown](via); down.Tunnel != "a" {
+					t.Fatalf("session down %+v", down)
+				}
+				other.ExpectNoMsg(time.Minute)
+			})
+		})
+	}
 }

@@ -56,15 +56,57 @@ func (o *outStream) route() route {
 	return o.via
 }
 
-// record notes chunk as sent, before it is written: should the write fail
-// with the connection, a resume sends it again if the relay lacks it.
-func (o *outStream) record(chunk []byte) {
+// recordOn notes chunk as sent on via, before it is written, if the
+// stream still goes that way: from then on the chunk is the replay's, and a
+// move sends it again if the relay lacks it. Checked and noted under one
+// lock, so that a move either comes first (and the chunk is not noted: it
+// waits for the new route) or after (and finds it in the replay).
+func (o *outStream) recordOn(via route, chunk []byte) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.via != via {
+		return false
+	}
 	o.sent += int64(len(chunk))
 	if o.resumable {
 		o.replay = append(o.replay, chunk)
 	}
+	return true
+}
+
+// windowOn is the stream's window while it goes on via; nil once it has
+// moved. Taken with the route under one lock: credit taken from the window
+// of the next route by a sender still on the last one would be credit the
+// relay never gave back, and the stream would stall short of its end.
+func (o *outStream) windowOn(via route) *wire.SendWindow {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.via != via {
+		return nil
+	}
+	return o.win
+}
+
+// unrecordOn takes back the last n bytes recordOn noted, if the stream
+// still goes on via; false when it has moved since (the move's resend then
+// holds them).
+func (o *outStream) unrecordOn(via route, n int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.via != via {
+		return false
+	}
+	o.sent -= int64(n)
+	if o.resumable && len(o.replay) > 0 {
+		last := o.replay[len(o.replay)-1]
+		if len(last) <= n {
+			o.replay[len(o.replay)-1] = nil
+			o.replay = o.replay[:len(o.replay)-1]
+		} else {
+			o.replay[len(o.replay)-1] = last[:len(last)-n]
+		}
+	}
+	return true
 }
 
 // kept is how many bytes replay holds; o.mu is held.
@@ -151,12 +193,13 @@ func (p *Plane) sendBody(ctx context.Context, out *outStream, head *wire.Frame, 
 // record notes new bytes (not those sent again) for a later resume.
 func (p *Plane) push(ctx context.Context, pipe *pipeline, out *outStream, data *[]byte, record bool) error {
 	for len(*data) > 0 {
-		if out.route() != pipe.via {
+		win := out.windowOn(pipe.via)
+		if win == nil {
 			// The stream moved while this sender waited (for its body,
 			// say): the old route is gone.
 			return fmt.Errorf("%w: stream %s moved", messages.ErrConnectionLost, out.id)
 		}
-		k, err := out.window().Acquire(ctx, len(*data))
+		k, err := win.Acquire(ctx, len(*data))
 		if err != nil {
 			return err
 		}
@@ -164,21 +207,22 @@ func (p *Plane) push(ctx context.Context, pipe *pipeline, out *outStream, data *
 		if err != nil {
 			return err
 		}
-		if record {
-			out.record(encoded[len(encoded)-k:])
+		if record && !out.recordOn(pipe.via, encoded[len(encoded)-k:]) {
+			return fmt.Errorf("%w: stream %s moved", messages.ErrConnectionLost, out.id)
 		}
-		err = pipe.write(ctx, nil, encoded)
-		if err != nil && !record {
+		if err := pipe.write(ctx, nil, encoded); err != nil {
+			// The error may be an earlier write's: this chunk was never
+			// posted. Sent from the replay and again as unsent data it
+			// would go twice; so it is either taken back, while the stream
+			// has not moved (it goes after the move's resend, as unsent
+			// data), or, when the move came after it was noted and so
+			// resends it, let go.
+			if record && !out.unrecordOn(pipe.via, k) {
+				*data = (*data)[k:]
+			}
 			return err
 		}
-		// A recorded chunk is the replay's from here, written or not (the
-		// pipeline's error may be an earlier write's, with this one never
-		// posted): a resume sends it again from the replay if the relay
-		// lacks it. Keeping it unsent as well would send it twice.
 		*data = (*data)[k:]
-		if err != nil {
-			return err
-		}
 	}
 	return nil
 }
