@@ -9,9 +9,7 @@
 //
 //	front   -> root -> auth    CheckAddress (answered with AddressVerdict)
 //	session -> root -> auth    Authenticate (answered with AuthResult)
-//	session -> root -> router  SessionUp (answered with Registered), and
-//	                           SessionDown while that is unanswered: the
-//	                           same way, so that a down never overtakes its up
+//	session -> root -> router  SessionUp (answered with Registered)
 //	session -> router          SessionDown (with its Orphans), Response,
 //	                           Failed, Resume (answered with Adopt or
 //	                           ResumeRefused), HandedOver

@@ -69,8 +69,7 @@
 //	to parent:   *Authenticate (request; answer *AuthResult comes back),
 //	             *SessionUp with instance, index and resume (request;
 //	             answer *Registered comes back, which may refuse),
-//	             *AuthTimedOut, *SessionDown while SessionUp is unanswered
-//	             (behind it, so as not to overtake it)
+//	             *AuthTimedOut
 //	to router:   *SessionDown with the requests written and the orphans,
 //	             *Response, *Failed, *Resume, *HandedOver (to
 //	             Config.Router, or the parent when it is nil). A response

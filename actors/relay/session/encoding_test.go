@@ -2,7 +2,6 @@ package session_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/gorilla/websocket"
@@ -80,45 +79,4 @@ func (h *harness) expectAck(bin1 bool) *wire.Frame {
 		h.t.Fatalf("got %q (%v), want a bin1 heartbeat_ack", data, err)
 	}
 	return f
-}
-
-// With Config.Router set, a session's reports go to the router straight,
-// its SessionDown too once the router has answered its SessionUp. Before
-// that the down goes through the parent, behind the up still there:
-// straight to the router it could overtake the up, and the router would
-// register a dead session.
-func TestSessionDownNeverOvertakesSessionUp(t *testing.T) {
-	for _, tc := range []struct {
-		name     string
-		answered bool // the router's Registered came before the end
-	}{{"registered", true}, {"up unanswered", false}} {
-		t.Run(tc.name, func(t *testing.T) {
-			probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
-				router := probe.New(t, system)
-				router.Wait = time.Hour
-				cfg := session.DefaultConfig()
-				cfg.Router = router.PID
-				h := newHarness(t, system, cfg, true)
-				h.send(&wire.Frame{Type: wire.TypeAuth, APIKey: "k", Tunnel: "a"})
-				_, env := probe.Expect[*relaymsg.Authenticate](h.p)
-				h.system.Root.Send(env.Sender, &relaymsg.AuthResult{OK: true, Tunnel: "a"})
-				_, env = probe.Expect[*relaymsg.SessionUp](h.p)
-				if tc.answered {
-					h.system.Root.Send(env.Sender, &relaymsg.Registered{})
-					h.expect(wire.TypeAuthOK)
-				}
-				h.client.Close()
-				via, other := h.p, router
-				if tc.answered {
-					via, other = router, h.p
-				}
-				// Unanswered, the session ends at its auth timeout (its reader
-				// waits for auth_ok), which it also reports to the parent.
-				if down, _ := probe.ExpectSkipping[*relaymsg.SessionDown](via); down.Tunnel != "a" {
-					t.Fatalf("session down %+v", down)
-				}
-				other.ExpectNoMsg(time.Minute)
-			})
-		})
-	}
 }

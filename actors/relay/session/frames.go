@@ -122,7 +122,6 @@ func (s *session) onRegistered(ctx actor.Context, r *relaymsg.Registered) {
 		return
 	}
 	s.phase = open
-	s.acked = true
 	s.authTimer()
 	s.authTimer = func() {} // the stopped timer need not be kept
 	ok := &wire.Frame{Type: wire.TypeAuthOK, SessionID: s.id, Resume: s.resume}

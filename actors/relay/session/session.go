@@ -90,10 +90,9 @@ type Config struct {
 	// and written.
 	BytesIn, BytesOut prometheus.Counter
 	// Router, if set, receives what the session tells the router
-	// (Response, Failed, Resume, HandedOver, and SessionDown once the
-	// router has answered SessionUp) straight, rather than through the
-	// parent: one mailbox less on every response. nil sends them to the
-	// parent.
+	// (Response, Failed, Resume, HandedOver, SessionDown) straight, rather
+	// than through the parent: one mailbox less on every response. nil
+	// sends them to the parent.
 	Router *actor.PID
 	// Logger; nil discards.
 	Logger *logrus.Logger
@@ -199,8 +198,6 @@ type session struct {
 	// resume: auth_ok said resume, so the supervisor may move response
 	// streams to and from this session.
 	resume bool
-	// acked is set once the router's Registered came: it has the session.
-	acked bool
 	// encoding is the frame encoding chosen from the auth frame's offer.
 	encoding string
 	// registered is set once SessionUp went to the router, which must then
@@ -447,15 +444,7 @@ func (s *session) stopping(ctx actor.Context) {
 	}
 	written, orphans := s.endCalls()
 	if s.registered {
-		// Straight to the router once it has answered SessionUp; before
-		// that, through the parent, behind the SessionUp still there: the
-		// down must not overtake the up, or the router would register a
-		// dead session and send it requests that never return.
-		to := s.router(ctx)
-		if !s.acked {
-			to = ctx.Parent()
-		}
-		ctx.Send(to, &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(),
+		ctx.Send(s.router(ctx), &relaymsg.SessionDown{Tunnel: s.tunnel, SessionID: s.id, Session: ctx.Self(), Reason: s.cause.String(),
 			Written: written, Orphans: orphans})
 	}
 	entry := s.logs().WithFields(logrus.Fields{"failure_type": s.cause.String(), "code": code})
