@@ -24,6 +24,12 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
+// copyBuffer is the most of a streamed response body taken out of its
+// buffer for one write to the public client. Bytes taken out no longer
+// count against -max-buffered, so a client that stops reading holds at
+// most this much outside the budget.
+const copyBuffer = 32 << 10
+
 // route picks the tunnel of a public request and the path (with its query)
 // the supervisor sees: /t/{name}/rest goes to tunnel name as /rest,
 // anything else to the default tunnel unchanged. The path is normalised
@@ -607,14 +613,14 @@ func (p *proxyCall) respond(out relaymsg.Outcome) {
 	p.stream(out.Body)
 }
 
-// stream copies a streamed response body to the client, each chunk as it
-// arrived in one write and a flush, at the client's pace: the body's window
-// fills up and the supervisor waits, for this stream only. A client that
-// takes nothing for the send timeout is cut off, and the supervisor told to
-// cancel.
+// stream copies a streamed response body to the client, in pieces of at
+// most copyBuffer taken from the chunks without a copy, each written and
+// flushed, at the client's pace: the body's window fills up and the
+// supervisor waits, for this stream only. A client that takes nothing for
+// the send timeout is cut off, and the supervisor told to cancel.
 func (p *proxyCall) stream(body *wire.StreamReader) {
 	for {
-		chunk, err := body.Next()
+		chunk, err := body.Next(copyBuffer)
 		if len(chunk) > 0 {
 			p.armWrite()
 			_, werr := p.w.Write(chunk)

@@ -372,17 +372,24 @@ func (r *StreamReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Next is Read without the copy: it returns the next buffered chunk (or
-// what is left of it) whole, which becomes the caller's. A relay copying a
-// body to its client writes what arrived as it arrived, in as few writes.
-// At the end it returns the stream's error, io.EOF when it ended well.
-func (r *StreamReader) Next() ([]byte, error) {
+// Next is Read without the copy: it returns at most max bytes of the next
+// buffered chunk, as a slice of it, which becomes the caller's. A relay
+// copying a body to its client writes what arrived without copying it, and
+// the bytes it has taken but not yet written stay bounded by max (they no
+// longer count against a shared budget). At the end it returns the stream's
+// error, io.EOF when it ended well.
+func (r *StreamReader) Next(max int) ([]byte, error) {
 	if err := r.await(); err != nil {
 		return nil, err
 	}
 	chunk := r.chunks[0]
-	r.chunks[0] = nil
-	r.chunks = r.chunks[1:]
+	if len(chunk) > max {
+		r.chunks[0] = chunk[max:]
+		chunk = chunk[:max:max]
+	} else {
+		r.chunks[0] = nil
+		r.chunks = r.chunks[1:]
+	}
 	r.consumed(len(chunk))
 	return chunk, nil
 }

@@ -1301,14 +1301,14 @@ func TestStreamReaderBudgetConcurrent(t *testing.T) {
 	}
 }
 
-// Next hands out each chunk whole, in order, grants window as Read does,
-// and ends with the stream's end.
+// Next hands out each chunk, in order and no more than asked at once,
+// grants window as Read does, and ends with the stream's end.
 func TestStreamReaderNextHandsOutChunksWhole(t *testing.T) {
 	var granted []int64
 	r := NewStreamReader(10, func(n int64) { granted = append(granted, n) })
 	next := func(want string) {
 		t.Helper()
-		got, err := r.Next()
+		got, err := r.Next(3)
 		if err != nil || string(got) != want {
 			t.Fatalf("Next = %q, %v; want %q", got, err, want)
 		}
@@ -1328,13 +1328,14 @@ func TestStreamReaderNextHandsOutChunksWhole(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Finish()
-	next("fghij")
-	if got, err := r.Next(); got != nil || err != io.EOF {
+	next("fgh")
+	next("ij")
+	if got, err := r.Next(3); got != nil || err != io.EOF {
 		t.Fatalf("Next at the end = %q, %v; want io.EOF", got, err)
 	}
 	closed := NewStreamReader(10, func(int64) {})
 	closed.Close()
-	if _, err := closed.Next(); err != io.ErrClosedPipe {
+	if _, err := closed.Next(3); err != io.ErrClosedPipe {
 		t.Fatalf("Next after Close = %v, want io.ErrClosedPipe", err)
 	}
 }
