@@ -24,19 +24,28 @@ type lingering struct {
 	size  int64
 }
 
-// linger keeps out, sent whole, until its end is surely read.
-func (p *Plane) linger(out *outStream) {
-	out.mu.Lock()
-	size := out.kept()
-	out.mu.Unlock()
+// linger keeps out, sent whole on via, until its end is surely read. It
+// reports false, keeping nothing, when the stream has left via or is
+// leaving it: a loss of via came while the end was being written, its
+// move has begun (or is done), and the relay may lack the tail, which the
+// sender must then send on the new route. Checked under p.mu, as a loss
+// starts moves under it: a loss after this finds the stream lingering.
+func (p *Plane) linger(out *outStream, via route) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	out.mu.Lock()
+	size, moved := out.kept(), out.via != via || out.moving != nil
+	out.mu.Unlock()
+	if moved {
+		return false
+	}
 	p.lingering = append(p.lingering, lingering{out: out, endAt: time.Now(), size: size})
 	p.lingerSize += size
 	for p.lingerSize > maxLingerBytes && len(p.lingering) > 0 {
 		p.lingerSize -= p.lingering[0].size
 		p.lingering = p.lingering[1:]
 	}
+	return true
 }
 
 // Acked takes every heartbeat_ack of connection conn: the streams on conn

@@ -25,6 +25,9 @@ type relaySide struct {
 	taken int
 	body  []byte
 	ended chan struct{}
+	// atEnd, if set, runs when the stream's end is pushed, before it is
+	// answered as written.
+	atEnd func()
 }
 
 func (s *relaySide) Push(o *actormsg.Outbound) bool {
@@ -42,6 +45,9 @@ func (s *relaySide) Push(o *actormsg.Outbound) bool {
 		s.body = append(s.body, chunk...)
 	} else if o.Frame.Type == wire.TypeStreamEnd {
 		close(s.ended)
+		if s.atEnd != nil {
+			s.atEnd()
+		}
 	}
 	o.Answer(nil)
 	return true
@@ -118,5 +124,59 @@ func TestAResumedStreamSendsEveryByteOnce(t *testing.T) {
 	next(t, second.ended)
 	if got := append(has, second.received()...); !bytes.Equal(got, body) {
 		t.Fatalf("the relay got %q\nwant          %q", got, body)
+	}
+}
+
+// A session lost while a stream's end is being written starts the stream's
+// move at once; the end then counts as written, but the relay may lack the
+// tail. The sender must not take the stream for sent whole: it finishes it
+// on the new route, from the offset the relay names.
+func TestAStreamLostAsItsEndGoesOutIsFinishedOnTheNewRoute(t *testing.T) {
+	body := []byte("0123456789abcdefghij")
+	first := &relaySide{ended: make(chan struct{})}
+	second := &relaySide{ended: make(chan struct{})}
+	resumeAsked := make(chan string, 1)
+	post := func(o *actormsg.Outbound) {
+		if o.Frame != nil && o.Frame.Type == wire.TypeStreamResume {
+			o.Conn, o.Epoch = 0, 2
+			o.Answer(nil)
+			resumeAsked <- o.Frame.MessageID
+			return
+		}
+		o.Answer(messages.ErrConnectionLost)
+	}
+	logger, _ := logtest.NewNullLogger()
+	var p *datapath.Plane
+	sent := make(chan error, 1)
+	p = datapath.New(datapath.Config{
+		InlineLimit: 8, ChunkSize: 4, Window: 1 << 20, ResumeStreams: true, ResumeTimeout: 5 * time.Second,
+		Log: logrus.NewEntry(logger), Post: post,
+		Handle: func(ctx context.Context, msg *messages.TunnelMessage) {
+			sent <- p.Send(ctx, &messages.TunnelMessage{Type: messages.TypeResponse, MessageID: msg.MessageID,
+				Status: 200, BodyStream: &pieces{rest: body}})
+		},
+	})
+	t.Cleanup(func() {
+		p.Close()
+		if err := p.Drain(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	first.atEnd = func() { p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError}) }
+	p.StateChanged(messages.StateChanged{State: messages.Authenticated, Connection: 0, Epoch: 1, Resume: true})
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"},
+		Conn: 0, Epoch: 1, Sink: first})
+
+	id := next(t, resumeAsked)
+	// The cut lost the last chunk and the end in the sockets.
+	has := len(body) - 4
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeStreamResume, MessageID: id, Offset: int64(has), Bytes: 1 << 20},
+		Conn: 0, Epoch: 2, Sink: second})
+	next(t, second.ended)
+	if got := append(first.received()[:has], second.received()...); !bytes.Equal(got, body) {
+		t.Fatalf("the relay got %q, want %q", got, body)
+	}
+	if err := next(t, sent); err != nil {
+		t.Fatalf("Send: %v", err)
 	}
 }

@@ -67,9 +67,6 @@ func (p *Plane) send(ctx context.Context, msg *messages.TunnelMessage) (route, e
 	if err := p.sendBody(ctx, out, head, body); err != nil {
 		return via, err
 	}
-	if out.resumable {
-		p.linger(out)
-	}
 	return out.route(), nil
 }
 

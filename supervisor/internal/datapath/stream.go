@@ -170,11 +170,16 @@ func (p *Plane) sendBody(ctx context.Context, out *outStream, head *wire.Frame, 
 			if err = pipe.write(ctx, end, nil); err == nil {
 				err = pipe.flush(ctx)
 			}
+			if err == nil && bodyErr != io.EOF {
+				return bodyErr
+			}
 			if err == nil {
-				if bodyErr == io.EOF {
+				if !out.resumable || p.linger(out, pipe.via) {
 					return nil
 				}
-				return bodyErr
+				// Its connection was lost while the end went out: the move
+				// it started may find the relay without the tail.
+				err = fmt.Errorf("%w: stream %s moved as it ended", messages.ErrConnectionLost, out.id)
 			}
 		}
 		if !out.resumable || !errors.Is(err, messages.ErrConnectionLost) || ctx.Err() != nil {
