@@ -73,8 +73,10 @@
 //
 // Messages (from relaymsg):
 //
-//	*SessionUp   -> answers *Registered (maybe Refused); CloseSession to the
-//	                session replaced; Dispatch of the held requests
+//	*SessionUp   -> answers *Registered (maybe Refused, as when the
+//	                session's SessionDown came first: it comes straight,
+//	                the up through the root); CloseSession to the session
+//	                replaced; Dispatch of the held requests
 //	*SessionDown -> Dispatch elsewhere, hold, or Outcome 502, per request
 //	*Forward     -> Dispatch to the least busy session, hold, or Outcome
 //	                404 (unknown tunnel) or 503 (hold full or off)

@@ -260,12 +260,22 @@ type (
 	}
 )
 
+// maxDownFirst bounds the ends remembered for sessions not registered yet;
+// each is claimed by its SessionUp within a mailbox's latency.
+const maxDownFirst = 1024
+
 type router struct {
 	cfg      Config
 	tunnels  map[string]*tunnel  // every known tunnel
 	sessions map[string]*session // by PID id, until their SessionDown
-	pending  map[string]*pending
-	seq      uint64
+	// downFirst holds the PID ids of sessions whose SessionDown came
+	// before their SessionUp: a session reports its end straight here,
+	// while its SessionUp comes through the relay's root, so the end of a
+	// session that died at once can overtake its start. Its late SessionUp
+	// is refused. Bounded: the oldest go first.
+	downFirst []string
+	pending   map[string]*pending
+	seq       uint64
 	// draining is set once the relay closes: no session can come, so
 	// nothing is held.
 	draining bool
@@ -363,6 +373,11 @@ func (r *router) Receive(ctx actor.Context) {
 }
 
 func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
+	if i := slices.Index(r.downFirst, msg.Session.Id); i >= 0 {
+		r.downFirst = slices.Delete(r.downFirst, i, i+1)
+		ctx.Respond(&relaymsg.Registered{Refused: true, Reason: "session already ended"})
+		return
+	}
 	t := r.tunnels[msg.Tunnel]
 	if t == nil {
 		// The auth manager let it in: its key is one of the relay's.
@@ -409,6 +424,10 @@ func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
 func (r *router) sessionDown(ctx actor.Context, msg *relaymsg.SessionDown) {
 	s := r.sessions[msg.Session.Id]
 	if s == nil {
+		if len(r.downFirst) == maxDownFirst {
+			r.downFirst = slices.Delete(r.downFirst, 0, 1)
+		}
+		r.downFirst = append(r.downFirst, msg.Session.Id)
 		return
 	}
 	delete(r.sessions, msg.Session.Id)

@@ -743,3 +743,19 @@ func TestDrainAnswersTheHeldRequests(t *testing.T) {
 		f.dispatched("m3")
 	})
 }
+
+// A session's SessionDown comes straight to the router, its SessionUp
+// through the relay's root: the end of a session that died at once can come
+// first. Its late SessionUp is then refused, and no request goes to it.
+func TestSessionUpAfterItsSessionDownIsRefused(t *testing.T) {
+	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
+		f := newFixture(t, system, func(c *router.Config) { c.HoldTimeout = 0 })
+		f.down(f.p, "a")
+		if r := f.up(f.p, "a", "", 0); !r.Refused {
+			t.Fatalf("SessionUp after its SessionDown: %+v, want refused", r)
+		}
+		if out := outcome(t, f.forward("a", "m1")); out.Status != http.StatusServiceUnavailable {
+			t.Fatalf("a request for the tunnel: %+v, want 503 (no session)", out)
+		}
+	})
+}
