@@ -81,39 +81,8 @@ func TestAResumedStreamSendsEveryByteOnce(t *testing.T) {
 	body := []byte("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ!?")
 	first := &relaySide{limit: 4, ended: make(chan struct{})} // the response head and 3 chunks, then cut
 	second := &relaySide{ended: make(chan struct{})}
-	resumeAsked := make(chan string, 1)
-	post := func(o *actormsg.Outbound) {
-		// The tree's root: the only frame posted is the stream_resume, which
-		// goes out on the next session.
-		if o.Frame != nil && o.Frame.Type == wire.TypeStreamResume {
-			o.Conn, o.Epoch = 0, 2
-			o.Answer(nil)
-			resumeAsked <- o.Frame.MessageID
-			return
-		}
-		o.Answer(messages.ErrConnectionLost)
-	}
-	logger, _ := logtest.NewNullLogger()
-	var p *datapath.Plane
-	p = datapath.New(datapath.Config{
-		InlineLimit: 8, ChunkSize: 4, Window: 1 << 20, ResumeStreams: true, ResumeTimeout: 5 * time.Second,
-		Log: logrus.NewEntry(logger), Post: post,
-		Handle: func(ctx context.Context, msg *messages.TunnelMessage) {
-			if err := p.Send(ctx, &messages.TunnelMessage{Type: messages.TypeResponse, MessageID: msg.MessageID,
-				Status: 200, BodyStream: &pieces{rest: body}}); err != nil {
-				t.Errorf("Send: %v", err)
-			}
-		},
-	})
-	t.Cleanup(func() {
-		p.Close()
-		if err := p.Drain(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	p.StateChanged(messages.StateChanged{State: messages.Authenticated, Connection: 0, Epoch: 1, Resume: true})
-	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"},
-		Conn: 0, Epoch: 1, Sink: first})
+	p, resumeAsked, _ := resumingPlane(t, body)
+	request(p, first)
 
 	id := next(t, resumeAsked)
 	p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError})
@@ -135,7 +104,32 @@ func TestAStreamLostAsItsEndGoesOutIsFinishedOnTheNewRoute(t *testing.T) {
 	body := []byte("0123456789abcdefghij")
 	first := &relaySide{ended: make(chan struct{})}
 	second := &relaySide{ended: make(chan struct{})}
-	resumeAsked := make(chan string, 1)
+	p, resumeAsked, sent := resumingPlane(t, body)
+	first.atEnd = func() { p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError}) }
+	request(p, first)
+
+	id := next(t, resumeAsked)
+	// The cut lost the last chunk and the end in the sockets.
+	has := len(body) - 4
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeStreamResume, MessageID: id, Offset: int64(has), Bytes: 1 << 20},
+		Conn: 0, Epoch: 2, Sink: second})
+	next(t, second.ended)
+	if got := append(first.received()[:has], second.received()...); !bytes.Equal(got, body) {
+		t.Fatalf("the relay got %q, want %q", got, body)
+	}
+	if err := next(t, sent); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+}
+
+// resumingPlane is a Plane whose handler answers every request with body,
+// streamed in small pieces, and reports what Send returned on sent. The
+// tree's root stands in for a reconnected session 2 of connection 0: the
+// stream_resume posted to it is taken there, and its id reported on
+// resumeAsked. Session 1 of connection 0 is authenticated, with resume.
+func resumingPlane(t *testing.T, body []byte) (p *datapath.Plane, resumeAsked chan string, sent chan error) {
+	t.Helper()
+	resumeAsked, sent = make(chan string, 1), make(chan error, 1)
 	post := func(o *actormsg.Outbound) {
 		if o.Frame != nil && o.Frame.Type == wire.TypeStreamResume {
 			o.Conn, o.Epoch = 0, 2
@@ -146,8 +140,6 @@ func TestAStreamLostAsItsEndGoesOutIsFinishedOnTheNewRoute(t *testing.T) {
 		o.Answer(messages.ErrConnectionLost)
 	}
 	logger, _ := logtest.NewNullLogger()
-	var p *datapath.Plane
-	sent := make(chan error, 1)
 	p = datapath.New(datapath.Config{
 		InlineLimit: 8, ChunkSize: 4, Window: 1 << 20, ResumeStreams: true, ResumeTimeout: 5 * time.Second,
 		Log: logrus.NewEntry(logger), Post: post,
@@ -162,21 +154,13 @@ func TestAStreamLostAsItsEndGoesOutIsFinishedOnTheNewRoute(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	first.atEnd = func() { p.Lost(0, 1, &actormsg.ConnectionFailed{Type: messages.NetworkError}) }
 	p.StateChanged(messages.StateChanged{State: messages.Authenticated, Connection: 0, Epoch: 1, Resume: true})
-	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"},
-		Conn: 0, Epoch: 1, Sink: first})
+	return p, resumeAsked, sent
+}
 
-	id := next(t, resumeAsked)
-	// The cut lost the last chunk and the end in the sockets.
-	has := len(body) - 4
-	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeStreamResume, MessageID: id, Offset: int64(has), Bytes: 1 << 20},
-		Conn: 0, Epoch: 2, Sink: second})
-	next(t, second.ended)
-	if got := append(first.received()[:has], second.received()...); !bytes.Equal(got, body) {
-		t.Fatalf("the relay got %q, want %q", got, body)
-	}
-	if err := next(t, sent); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
+// request delivers request r1 on session 1 of connection 0, whose socket
+// is sink.
+func request(p *datapath.Plane, sink actormsg.Sink) {
+	p.Deliver(&actormsg.Inbound{Frame: &wire.Frame{Type: wire.TypeRequest, MessageID: "r1", Method: "GET", Path: "/"},
+		Conn: 0, Epoch: 1, Sink: sink})
 }
