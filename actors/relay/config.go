@@ -195,6 +195,10 @@ type Config struct {
 	// TLSCertFile and TLSKeyFile, both set, serve HTTPS and wss://.
 	TLSCertFile, TLSKeyFile string
 
+	// Fleet makes the relay a node of a fleet when Fleet.Name is set (see
+	// FleetConfig). Empty, the relay runs alone and starts no cluster code.
+	Fleet FleetConfig
+
 	// Logger receives the relay's logs; nil discards them. Keys are never
 	// logged.
 	Logger *logrus.Logger
@@ -242,6 +246,7 @@ func DefaultConfig() Config {
 		UpgradeRate:          auth.DefaultUpgradeRate,
 		UpgradeBurst:         auth.DefaultUpgradeBurst,
 		LogRate:              DefaultLogRate,
+		Fleet:                DefaultFleetConfig(),
 	}
 }
 
@@ -296,6 +301,9 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("relay: TLSCertFile and TLSKeyFile go together")
+	}
+	if err := c.Fleet.validate(); err != nil {
+		return err
 	}
 	if err := c.sessionConfig().Validate(); err != nil {
 		return err

@@ -37,7 +37,9 @@ type metrics struct {
 	held           *prometheus.GaugeVec
 	retries        *prometheus.CounterVec
 	resumes        *prometheus.CounterVec
-	tunnels        map[string]bool
+	// hops counts public requests served through another node of a fleet.
+	hops    prometheus.Counter
+	tunnels map[string]bool
 }
 
 func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
@@ -86,6 +88,9 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		resumes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tunnel_relay_resumes_total", Help: "Response streams resumed on another connection of their supervisor after theirs was lost, by result (resumed; refused: stream_resume answered with an error; expired: cut off at the resume timeout).",
 		}, []string{"result"}),
+		hops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tunnel_relay_fleet_hops_total", Help: "Public requests this node handed to another node of its fleet, which had the tunnel's session, and that were answered there.",
+		}),
 		tunnels: make(map[string]bool, len(tunnels)),
 	}
 	for name := range tunnels {
@@ -104,7 +109,7 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		Name: "tunnel_relay_buffered_bytes", Help: "Bytes of streamed responses buffered for public clients.",
 	}, func() float64 { return float64(budget.Used()) })
 	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
-		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes,
+		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes, m.hops,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

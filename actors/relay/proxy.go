@@ -263,6 +263,10 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 		p.fail(http.StatusServiceUnavailable, r.slots.refusal(tunnel))
 	default:
 		defer r.slots.give(tunnel)
+		if r.fleet != nil && hopProto(req) != "" && r.fleet.fleet.Local(tunnel) == 0 {
+			p.noSession()
+			return
+		}
 		p.run(path)
 	}
 }
@@ -366,6 +370,9 @@ func (p *proxyCall) run(path string) {
 		p.fail(bodyError(err, cfg.MaxBody, cfg.BodyTimeout))
 		return
 	}
+	if p.r.fleet != nil && hopProto(p.req) == "" && p.r.hop(p, inline, stream) {
+		return
+	}
 	p.id = uuid.NewString()
 	frame := &wire.Frame{Type: wire.TypeRequest, MessageID: p.id, Method: p.req.Method, Path: path, Headers: p.requestHeaders()}
 	var window *wire.SendWindow
@@ -422,7 +429,7 @@ func (p *proxyCall) requestHeaders() map[string][]string {
 	client, viaProxy := p.r.proxies.client(p.req)
 	peer := peerAddr(p.req)
 	proto := "http"
-	if p.req.TLS != nil {
+	if p.req.TLS != nil || hopProto(p.req) == "https" {
 		proto = "https"
 	}
 	hop := fmt.Sprintf("for=%s;host=%s;proto=%s", forwardedNode(peer), quote(p.req.Host), proto)

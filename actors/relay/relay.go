@@ -56,6 +56,7 @@ type Relay struct {
 	listener net.Listener
 	admin    *http.Server // nil without an admin listener
 	adminLn  net.Listener
+	fleet    *fleetNode // nil for a relay alone
 	upgrader websocket.Upgrader
 
 	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
@@ -98,6 +99,19 @@ func Start(cfg Config) (*Relay, error) {
 			return nil, fmt.Errorf("relay: admin listener: %w", err)
 		}
 	}
+	closeListeners := func() {
+		_ = ln.Close()
+		if adminLn != nil {
+			_ = adminLn.Close()
+		}
+	}
+	var node *fleetNode
+	if cfg.Fleet.Name != "" {
+		if node, err = startFleet(cfg); err != nil {
+			closeListeners()
+			return nil, err
+		}
+	}
 	budget := wire.NewBudget(cfg.MaxBuffered)
 	m := newMetrics(keys, budget)
 	r := &Relay{
@@ -108,8 +122,9 @@ func Start(cfg Config) (*Relay, error) {
 		slots:    slots{limit: cfg.MaxConcurrent, tunnels: m.tunnels, inFlight: m.inFlight},
 		listener: ln,
 		adminLn:  adminLn,
+		fleet:    node,
 		closing:  make(chan struct{}),
-		served:   make(chan error, 2),
+		served:   make(chan error, 3),
 		upgrader: websocket.Upgrader{
 			// Its own read buffer, smaller than net/http's 4 KiB one it
 			// would otherwise keep: every session holds it for life, and
@@ -126,12 +141,16 @@ func Start(cfg Config) (*Relay, error) {
 		actor.WithDeadLetterThrottleInterval(deadLetterThrottle),
 	)
 	root := newRoot(cfg, keys, r.metrics, budget, &r.running)
+	if node != nil {
+		root.routerCfg.OnSessions = node.fleet.SetSessions
+	}
 	r.root = r.system.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return root }))
 	if r.router, err = ask[*actor.PID](r, &routerPID{}); err != nil {
 		r.system.Shutdown()
-		_ = ln.Close()
-		if adminLn != nil {
-			_ = adminLn.Close()
+		closeListeners()
+		if node != nil {
+			_ = node.close(context.Background())
+			_ = node.listener.Close()
 		}
 		return nil, fmt.Errorf("relay: starting actors: %w", err)
 	}
@@ -169,12 +188,32 @@ func Start(cfg Config) (*Relay, error) {
 		go func() { r.served <- r.admin.Serve(adminLn) }()
 		fields["admin_addr"] = adminLn.Addr().String()
 	}
+	if node != nil {
+		node.server = &http.Server{
+			Handler:           http.HandlerFunc(r.serveInternal),
+			ReadHeaderTimeout: readHeaderTimeout,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          errorLog,
+		}
+		go func() { r.served <- node.server.Serve(batchconn.Listen(node.listener)) }()
+		fields["cluster"], fields["node"] = cfg.Fleet.Name, node.fleet.Self()
+		fields["internal_addr"] = node.listener.Addr().String()
+	}
 	r.log.WithFields(fields).Info("Relay listening")
 	return r, nil
 }
 
 // Addr is the address the relay listens on.
 func (r *Relay) Addr() net.Addr { return r.listener.Addr() }
+
+// InternalAddr is the address of the node-to-node listener of a relay in
+// a fleet, nil for a relay alone.
+func (r *Relay) InternalAddr() net.Addr {
+	if r.fleet == nil {
+		return nil
+	}
+	return r.fleet.listener.Addr()
+}
 
 // AdminAddr is the address of the admin endpoints, nil without them.
 func (r *Relay) AdminAddr() net.Addr {
@@ -197,6 +236,9 @@ func (r *Relay) Close(ctx context.Context) error {
 		if r.admin != nil {
 			servers = append(servers, r.admin)
 		}
+		if r.fleet != nil {
+			servers = append(servers, r.fleet.server)
+		}
 		for _, srv := range servers {
 			if err := srv.Shutdown(ctx); err != nil {
 				errs = append(errs, err)
@@ -217,6 +259,13 @@ func (r *Relay) Close(ctx context.Context) error {
 		for range servers {
 			if err := <-r.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs = append(errs, err)
+			}
+		}
+		if r.fleet != nil {
+			// After the actors: the router's last word (no sessions) is
+			// what the directory keeps.
+			if err := r.fleet.close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("relay: leaving the fleet: %w", err))
 			}
 		}
 		_ = r.errorLog.Close()

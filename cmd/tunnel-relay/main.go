@@ -92,6 +92,14 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", c.ProxyProtocol, "connections from -trusted-proxies start with a PROXY protocol header (v1 or v2)")
 	fs.StringVar(&c.TLSCertFile, "tls-cert", "", "TLS certificate file (PEM); with -tls-key, serves https and wss")
 	fs.StringVar(&c.TLSKeyFile, "tls-key", "", "TLS private key file (PEM)")
+	fc := &c.Fleet
+	fs.StringVar(&fc.Name, "cluster", fc.Name, "cluster name: makes the relay a node of that fleet (any node serves any tunnel); empty runs it alone, with no cluster code started")
+	fs.StringVar(&fc.Provider, "cluster-provider", fc.Provider, "fleet membership: etcd, or automanaged (the nodes of -cluster-peers poll one another)")
+	fs.Var(stringList{&fc.EtcdEndpoints}, "etcd-endpoints", "comma-separated etcd client addresses (-cluster-provider etcd)")
+	fs.Var(stringList{&fc.Peers}, "cluster-peers", "comma-separated -internal-listen addresses of the fleet's nodes (-cluster-provider automanaged)")
+	fs.StringVar(&fc.Listen, "cluster-listen", fc.Listen, "the node's cluster (gRPC) address, host:port, as the other nodes reach it")
+	fs.StringVar(&fc.InternalListen, "internal-listen", fc.InternalListen, "the node-to-node HTTP address, host:port, as the other nodes reach it (not 0.0.0.0)")
+	fs.StringVar(&fc.Secret, "cluster-secret", "", "secret shared by the fleet's nodes, authenticating the internal hop and the cluster's calls (prefer the environment: flags show in ps)")
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log format: text or json")
 	fs.IntVar(&c.LogRate, "log-rate", c.LogRate, "lines of one message logged per second, the rest counted in the next line's \"suppressed\"; 0 for all")
@@ -176,6 +184,27 @@ func (p prefixList) Set(v string) error {
 		list = append(list, prefix.Masked())
 	}
 	*p.list = list
+	return nil
+}
+
+// stringList is a flag of comma-separated values.
+type stringList struct{ list *[]string }
+
+func (s stringList) String() string {
+	if s.list == nil {
+		return ""
+	}
+	return strings.Join(*s.list, ",")
+}
+
+func (s stringList) Set(v string) error {
+	var list []string
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			list = append(list, part)
+		}
+	}
+	*s.list = list
 	return nil
 }
 

@@ -117,6 +117,11 @@ type Config struct {
 	// Sessions, if set, is the number of sessions of each tunnel: one
 	// label, the tunnel.
 	Sessions *prometheus.GaugeVec
+	// OnSessions, if set, is told the number of sessions of a tunnel each
+	// time it changes (0 when the router stops), from the router's actor:
+	// it must not block. A relay in a fleet registers them in the tunnel
+	// directory.
+	OnSessions func(tunnel string, n int)
 	// Logger; nil discards.
 	Logger *logrus.Logger
 }
@@ -367,6 +372,9 @@ func (r *router) Receive(ctx actor.Context) {
 		for _, t := range r.tunnels {
 			if r.cfg.Sessions != nil {
 				r.cfg.Sessions.WithLabelValues(t.name).Set(0)
+			}
+			if r.cfg.OnSessions != nil && len(t.sessions) > 0 {
+				r.cfg.OnSessions(t.name, 0)
 			}
 		}
 	}
@@ -716,6 +724,9 @@ func (r *router) unhold(t *tunnel, p *pending) {
 func (r *router) countSessions(t *tunnel) {
 	if r.cfg.Sessions != nil {
 		r.cfg.Sessions.WithLabelValues(t.name).Set(float64(len(t.sessions)))
+	}
+	if r.cfg.OnSessions != nil {
+		r.cfg.OnSessions(t.name, len(t.sessions))
 	}
 }
 
