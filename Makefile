@@ -2,7 +2,7 @@ GO      ?= go
 BIN     ?= bin
 PKGS    := ./...
 
-.PHONY: build test lint run bench fuzz stress clean
+.PHONY: build test lint run run-fleet bench fuzz stress clean
 
 ## build: compile every package and the binaries into ./bin
 build:
@@ -21,6 +21,10 @@ lint:
 ## run: build relay, supervisor and the demo TTS server, send a request through the tunnel, show the status
 run:
 	BIN=$(BIN) bash scripts/demo.sh
+
+## run-fleet: three relays in one fleet (etcd; FLEET_PROVIDER=automanaged for none), a supervisor at the first, requests through the others
+run-fleet:
+	BIN=$(BIN) bash scripts/fleet-demo.sh
 
 ## bench: relay and supervisor as real processes against the direct upstream and a bare WebSocket, one table (see cmd/tunnel-bench)
 bench:

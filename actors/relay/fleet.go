@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -208,6 +209,37 @@ func (r *Relay) serveInternal(w http.ResponseWriter, req *http.Request) {
 		req.Header.Del(h)
 	}
 	r.serveProxy(w, req.WithContext(context.WithValue(req.Context(), hopKey{}, proto)))
+}
+
+// serveFleet answers GET /fleet on the admin listener: this node's view of
+// its fleet, and with ?tunnel=NAME the directory's routes of that tunnel.
+func (r *Relay) serveFleet(w http.ResponseWriter, req *http.Request) {
+	f := r.fleet.fleet
+	members := f.Members()
+	slices.Sort(members)
+	view := map[string]any{
+		"cluster":  r.cfg.Fleet.Name,
+		"node":     f.Self(),
+		"internal": r.fleet.listener.Addr().String(),
+		"joined":   f.Joined(),
+		"members":  members,
+		"sessions": f.Sessions(),
+	}
+	if tunnel := req.URL.Query().Get("tunnel"); tunnel != "" {
+		ctx, cancel := context.WithTimeout(req.Context(), askTimeout)
+		defer cancel()
+		routes, err := f.Lookup(ctx, tunnel)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		list := make([]map[string]any, 0, len(routes))
+		for _, rt := range routes {
+			list = append(list, map[string]any{"node": rt.Node, "internal": rt.Internal, "sessions": rt.Sessions})
+		}
+		view["routes"] = list
+	}
+	writeJSON(w, http.StatusOK, view)
 }
 
 // errNoSession is a node's answer that it has no session of the tunnel.

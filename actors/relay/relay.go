@@ -353,6 +353,9 @@ func (r *Relay) serveHTTP(w http.ResponseWriter, req *http.Request) {
 func (r *Relay) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { r.serveHealth(w) })
+	if r.fleet != nil {
+		mux.HandleFunc("GET /fleet", r.serveFleet)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}))
 	if r.cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

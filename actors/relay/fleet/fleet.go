@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -277,6 +278,19 @@ func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 		return cmp.Compare(b.Sessions, a.Sessions)
 	})
 	return out, nil
+}
+
+// Lookup asks the directory for tunnel's routes, this node's included,
+// past the cache.
+func (f *Fleet) Lookup(ctx context.Context, tunnel string) ([]Route, error) {
+	return f.engine.Lookup(ctx, tunnel)
+}
+
+// Sessions are this node's live sessions per tunnel.
+func (f *Fleet) Sessions() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.local)
 }
 
 // Failed leaves node out of routes for Config.FailedFor: a hop to it
