@@ -119,6 +119,7 @@ func (c FleetConfig) engineConfig(internal string) protoengine.Config {
 // fleetNode is what a relay in a fleet runs besides itself.
 type fleetNode struct {
 	fleet     *fleet.Fleet
+	engine    *protoengine.Engine
 	health    http.Handler // the automanaged provider's /_health, or nil
 	listener  net.Listener
 	server    *http.Server
@@ -151,6 +152,7 @@ func startFleet(cfg Config) (*fleetNode, error) {
 	}
 	return &fleetNode{
 		fleet:    f,
+		engine:   engine,
 		health:   engine.Health(),
 		listener: ln,
 		secret:   []byte(fc.Secret),

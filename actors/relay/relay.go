@@ -197,7 +197,7 @@ func Start(cfg Config) (*Relay, error) {
 		}
 		go func() { r.served <- node.server.Serve(batchconn.Listen(node.listener)) }()
 		fields["cluster"], fields["node"] = cfg.Fleet.Name, node.fleet.Self()
-		fields["internal_addr"] = node.listener.Addr().String()
+		fields["internal_addr"], fields["cluster_addr"] = node.listener.Addr().String(), node.engine.Addr()
 	}
 	r.log.WithFields(fields).Info("Relay listening")
 	return r, nil

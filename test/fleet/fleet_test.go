@@ -14,6 +14,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 var providers = []string{"etcd", "automanaged"}
@@ -301,4 +308,52 @@ func TestEtcdPaused(t *testing.T) {
 		rejoined += n.logged("Fleet node joined again")
 	}
 	t.Logf("the fleet recovered %v after etcd resumed; %d node(s) re-joined as new members", time.Since(resumed).Round(10*time.Millisecond), rejoined)
+}
+
+// TestClusterRemote: the cluster's gRPC port refuses a caller without the
+// cluster secret, and the methods protoactor-go left unimplemented (they
+// panic, which would end the process) are refused to everyone, a message
+// past gRPC's default 4 MiB included (the limit is raised, or the
+// remote's batches past it would be dropped).
+func TestClusterRemote(t *testing.T) {
+	f := newFleet(t, "automanaged", 1)
+	n := f.start(t, 0)
+	waitMembers(t, []*node{n}, 1)
+	addr := n.line("Relay listening")["cluster_addr"].(string)
+	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := remote.NewRemotingClient(conn)
+	tests := []struct {
+		name   string
+		secret string
+		req    *remote.ListProcessesRequest
+		want   codes.Code
+	}{
+		{"no secret", "", &remote.ListProcessesRequest{}, codes.Unauthenticated},
+		{"wrong secret", secret(t), &remote.ListProcessesRequest{}, codes.Unauthenticated},
+		{"unimplemented method", f.secret, &remote.ListProcessesRequest{}, codes.Unimplemented},
+		{"past 4 MiB", f.secret, &remote.ListProcessesRequest{Pattern: strings.Repeat("x", 5<<20)}, codes.Unimplemented},
+	}
+	for _, tt := range tests {
+		ctx := t.Context()
+		if tt.secret != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, "tunnel-fleet-secret", tt.secret)
+		}
+		_, err := client.ListProcesses(ctx, tt.req)
+		if got := status.Code(err); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+	}
+	stream, err := client.Receive(t.Context())
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("Receive without the secret: %v, want Unauthenticated", err)
+	}
+	waitMembers(t, []*node{n}, 1) // still up, still a member
 }

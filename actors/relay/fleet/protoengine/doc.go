@@ -20,14 +20,27 @@
 //   - The gRPC remote's default 4 MiB receive limit drops whole batches
 //     silently: both the server's and the client's limits are MaxMessage
 //     (64 MiB).
-//   - Cluster.StartMember panics when the provider or the listener fails:
-//     Start recovers and returns an error.
+//   - The remote serves two unary methods it never implemented, which
+//     panic and so end the process: they are refused to every caller.
 //   - The remote is unauthenticated: with a secret, every gRPC call carries
 //     it and the server refuses a call without it (compared in constant
 //     time).
-//   - Data races in gossip and disthash when several members share a
-//     process, and goroutines left after Shutdown (throttles, the gossip
-//     and provider loops): a relay runs one member per process, the fleet
-//     tests run members as separate processes, and only a relay in fleet
-//     mode starts any of it.
+//   - Cluster.StartMember panics when the provider or the listener fails:
+//     Start recovers, stops what had started, and returns ErrStart.
+//   - The etcd provider waits forever for an etcd that does not answer, at
+//     start and at shutdown, and its client's goroutines race with the
+//     remote's start: see etcdProvider.
+//   - After an etcd blip a member can drop out of its own member list for
+//     good (upstream issue 1133), and a member that missed heartbeats is
+//     blocked by the others for good: the fleet's watchdog calls Rejoin,
+//     which starts a new actor system, so a new member id.
+//   - MemberList is read without its lock: the engine keeps the member set
+//     of the last topology event instead (Joined, Members, and the
+//     directory grains' IsMember).
+//   - Data races in gossip and disthash (even one member races under
+//     -race), and goroutines left after Shutdown (throttles, the gossip and
+//     provider loops, the etcd client of an incarnation left by Rejoin): a
+//     relay runs one member per process, members are tested as separate
+//     processes (test/fleet), and only a relay in fleet mode starts any of
+//     it.
 package protoengine

@@ -7,21 +7,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/automanaged"
-	"github.com/asynkron/protoactor-go/cluster/clusterproviders/etcd"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/labstack/echo"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -117,6 +118,14 @@ type member struct {
 	cluster *cluster.Cluster
 	sub     *eventstream.Subscription
 	node    *automanaged.NodeModel // the automanaged /_health answer
+	// members is the member set of the last topology event: protoactor-go's
+	// MemberList is read without its lock (a data race), so it is not asked.
+	members atomic.Pointer[map[string]bool]
+}
+
+func (m *member) isMember(id string) bool {
+	set := m.members.Load()
+	return set != nil && (*set)[id]
 }
 
 var _ fleet.Engine = (*Engine)(nil)
@@ -158,58 +167,58 @@ func (e *Engine) join() (m *member, err error) {
 	host, port, _ := splitHostPort(e.cfg.Listen)
 	logger := e.cfg.Logger
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	provider, node, err := e.provider()
-	if err != nil {
-		return nil, err
-	}
+	provider, node := e.provider()
 	opts := []remote.ConfigOption{
 		remote.WithServerOptions(e.serverOptions()...),
 		remote.WithDialOptions(e.dialOptions()...),
 	}
+	m = &member{system: system}
 	kind := cluster.NewKind(Kind, actor.PropsFromProducer(func() actor.Actor {
-		return directory.New(directory.Config{IsMember: func(id string) bool {
-			return cluster.GetCluster(system).MemberList.ContainsMemberID(id)
-		}})
+		return directory.New(directory.Config{IsMember: m.isMember})
 	}))
 	c := cluster.New(system, cluster.Configure(e.cfg.Name, provider, disthash.New(),
 		remote.Configure(host, port, opts...), cluster.WithKinds(kind)))
+	m.cluster = c
+	// Subscribed before the start, so that the first topology is seen.
+	m.sub = system.EventStream.Subscribe(func(ev any) {
+		topology, ok := ev.(*cluster.ClusterTopology)
+		if !ok {
+			return
+		}
+		set := make(map[string]bool, len(topology.Members))
+		for _, mem := range topology.Members {
+			set[mem.Id] = true
+		}
+		m.members.Store(&set)
+		select {
+		case e.topology <- struct{}{}:
+		default:
+		}
+	})
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: %v", ErrStart, p)
+			m = nil
+			if c.Remote != nil { // started before the provider failed
+				c.Remote.Shutdown(false)
+			}
 			system.Shutdown()
 		}
 	}()
 	c.StartMember()
-	m = &member{system: system, cluster: c}
 	if node != nil {
 		h, p, _ := c.ActorSystem.GetHostPort()
 		node.ID, node.Address, node.Port, node.Kinds = system.ID, h, p, c.GetClusterKinds()
 		m.node = node
 	}
-	m.sub = system.EventStream.Subscribe(func(ev any) {
-		if _, ok := ev.(*cluster.ClusterTopology); ok {
-			select {
-			case e.topology <- struct{}{}:
-			default:
-			}
-		}
-	})
 	return m, nil
 }
 
 // provider builds the cluster provider; for automanaged, also the node
 // its /_health answers with (filled once the member has started).
-func (e *Engine) provider() (cluster.ClusterProvider, *automanaged.NodeModel, error) {
+func (e *Engine) provider() (cluster.ClusterProvider, *automanaged.NodeModel) {
 	if e.cfg.Provider == ProviderEtcd {
-		p, err := etcd.NewWithConfig(e.cfg.EtcdPrefix, clientv3.Config{
-			Endpoints:   e.cfg.EtcdEndpoints,
-			DialTimeout: etcdDialTimeout,
-			Logger:      nil,
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: etcd: %v", ErrStart, err)
-		}
-		return p, nil, nil
+		return &etcdProvider{prefix: e.cfg.EtcdPrefix, endpoints: e.cfg.EtcdEndpoints}, nil
 	}
 	hosts := append([]string(nil), e.cfg.Peers...)
 	if !contains(hosts, e.cfg.Internal) {
@@ -223,7 +232,7 @@ func (e *Engine) provider() (cluster.ClusterProvider, *automanaged.NodeModel, er
 	server.HideBanner, server.HidePort = true, true
 	server.Listener = newParked()
 	node := &automanaged.NodeModel{ClusterName: e.cfg.Name, AutoManagePort: managePort}
-	return automanaged.NewWithTesting(automanagedRefresh, managePort, server, hosts...), node, nil
+	return automanaged.NewWithTesting(automanagedRefresh, managePort, server, hosts...), node
 }
 
 func contains(list []string, s string) bool {
@@ -236,11 +245,10 @@ func contains(list []string, s string) bool {
 }
 
 func (e *Engine) serverOptions() []grpc.ServerOption {
-	opts := []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage)}
-	if e.cfg.Secret == "" {
-		return opts
-	}
 	check := func(ctx context.Context) error {
+		if e.cfg.Secret == "" {
+			return nil
+		}
 		md, _ := metadata.FromIncomingContext(ctx)
 		for _, v := range md.Get(secretHeader) {
 			if subtle.ConstantTimeCompare([]byte(v), []byte(e.cfg.Secret)) == 1 {
@@ -249,19 +257,24 @@ func (e *Engine) serverOptions() []grpc.ServerOption {
 		}
 		return status.Error(codes.Unauthenticated, "fleet: wrong or missing cluster secret")
 	}
-	return append(opts,
-		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxMessage), grpc.MaxSendMsgSize(MaxMessage),
+		// protoactor-go's remote serves two unary methods it never
+		// implemented: they panic, which ends the process. Nobody is
+		// served them; the cluster's traffic is the Receive stream.
+		grpc.UnaryInterceptor(func(ctx context.Context, _ any, _ *grpc.UnaryServerInfo, _ grpc.UnaryHandler) (any, error) {
 			if err := check(ctx); err != nil {
 				return nil, err
 			}
-			return h(ctx, req)
+			return nil, status.Error(codes.Unimplemented, "fleet: not served")
 		}),
 		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 			if err := check(ss.Context()); err != nil {
 				return err
 			}
 			return h(srv, ss)
-		}))
+		}),
+	}
 }
 
 func (e *Engine) dialOptions() []grpc.DialOption {
@@ -314,7 +327,7 @@ func (e *Engine) memberID(m *member) string {
 // Joined says whether the member is in its own member list.
 func (e *Engine) Joined() bool {
 	m, err := e.member()
-	return err == nil && m.cluster.MemberList.ContainsMemberID(e.memberID(m))
+	return err == nil && m.isMember(e.memberID(m))
 }
 
 // Members are the ids of the members this member knows.
@@ -323,11 +336,20 @@ func (e *Engine) Members() []string {
 	if err != nil {
 		return nil
 	}
-	var ids []string
-	for _, mem := range m.cluster.MemberList.Members().Members() {
-		ids = append(ids, mem.Id)
+	set := m.members.Load()
+	if set == nil {
+		return nil
 	}
-	return ids
+	return slices.Collect(maps.Keys(*set))
+}
+
+// Addr is the cluster address of the current incarnation, host:port.
+func (e *Engine) Addr() string {
+	m, err := e.member()
+	if err != nil {
+		return ""
+	}
+	return m.system.Address()
 }
 
 // Topology is signalled on each topology event of the current member.
