@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -310,15 +311,38 @@ func TestEtcdPaused(t *testing.T) {
 	t.Logf("the fleet recovered %v after etcd resumed; %d node(s) re-joined as new members", time.Since(resumed).Round(10*time.Millisecond), rejoined)
 }
 
-// TestClusterRemote: the cluster's gRPC port refuses a caller without the
-// cluster secret, and the methods protoactor-go left unimplemented (they
+// TestStrangersAtFleetPorts: the internal listener and the cluster's gRPC
+// port refuse a caller without the cluster secret, without logging what
+// it sent; and on the gRPC port the methods protoactor-go left unimplemented (they
 // panic, which would end the process) are refused to everyone, a message
 // past gRPC's default 4 MiB included (the limit is raised, or the
 // remote's batches past it would be dropped).
-func TestClusterRemote(t *testing.T) {
+func TestStrangersAtFleetPorts(t *testing.T) {
 	f := newFleet(t, "automanaged", 1)
 	n := f.start(t, 0)
 	waitMembers(t, []*node{n}, 1)
+	wrong := secret(t)
+	for _, sent := range []string{"", wrong} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+n.internal+"/echo", nil)
+		if sent != "" {
+			req.Header.Set("Tunnel-Fleet-Secret", sent)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusForbidden || !strings.HasPrefix(string(body), `{"error":`) {
+			t.Errorf("internal hop with secret %q: %d %s, want 403 with a JSON error", sent, res.StatusCode, body)
+		}
+	}
+	waitFor(t, startTimeout, "two refusals logged", func() error {
+		if got := n.logged("Fleet hop refused: wrong or missing cluster secret"); got != 2 {
+			return fmt.Errorf("%d logged", got)
+		}
+		return nil
+	})
 	addr := n.line("Relay listening")["cluster_addr"].(string)
 	conn, err := grpc.Dial(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(64<<20)))
@@ -356,4 +380,8 @@ func TestClusterRemote(t *testing.T) {
 		t.Errorf("Receive without the secret: %v, want Unauthenticated", err)
 	}
 	waitMembers(t, []*node{n}, 1) // still up, still a member
+	n.stop()
+	if log, err := os.ReadFile(n.log); err != nil || strings.Contains(string(log), wrong) || strings.Contains(string(log), f.secret) {
+		t.Errorf("the log quotes a secret (or cannot be read: %v)", err)
+	}
 }
