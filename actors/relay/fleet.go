@@ -251,15 +251,33 @@ var errNoSession = errors.New("node has no session of the tunnel")
 // tunnel, and says whether it did (answered the client, one way or
 // another). Without a session anywhere it waits, as a lone relay holds a
 // request, up to Config.HoldTimeout for one anywhere in the fleet. A hop
-// that fails before the response is tried at another node when its
-// request never left, or is idempotent with a body in memory, once.
+// that fails before the response goes to another node (or this one, once
+// it has a session) by the router's rules: always when the request never
+// reached a node's supervisor side (no connection, or the node had no
+// session), once more when it did, is idempotent and its body is in
+// memory; otherwise the client is answered 502. A streamed body read by a
+// failed hop cannot be sent again.
 func (r *Relay) hop(p *proxyCall, inline []byte, stream io.Reader) bool {
 	f := r.fleet.fleet
 	ctx := p.req.Context()
 	deadline := time.Now().Add(r.cfg.HoldTimeout)
-	sent := false // a request frame may have reached a node
+	var (
+		reached  bool // a node may have passed the request on
+		retried  bool // it was sent again after that
+		consumed bool // a failed hop read from the streamed body
+	)
+	again := func() bool {
+		return !consumed && (!reached || !retried && stream == nil && idempotent(p.req.Method))
+	}
+	lost := func() bool {
+		p.fail(http.StatusBadGateway, "tunnel lost before the response")
+		return true
+	}
 	for {
 		if f.Local(p.tunnel) > 0 {
+			if !again() {
+				return lost()
+			}
 			return false
 		}
 		routes, err := f.Routes(ctx, p.tunnel)
@@ -267,10 +285,10 @@ func (r *Relay) hop(p *proxyCall, inline []byte, stream io.Reader) bool {
 			r.log.WithError(err).WithField("tunnel", p.tunnel).Debug("Fleet lookup failed")
 		}
 		for _, route := range routes {
-			if sent && (stream != nil || !idempotent(p.req.Method)) {
-				p.fail(http.StatusBadGateway, "tunnel lost before the response")
-				return true
+			if !again() {
+				return lost()
 			}
+			retried = reached
 			err := r.hopTo(p, route, inline, stream)
 			switch {
 			case err == nil:
@@ -278,30 +296,25 @@ func (r *Relay) hop(p *proxyCall, inline []byte, stream io.Reader) bool {
 			case ctx.Err() != nil:
 				p.status = clientGone
 				return true
-			case errors.Is(err, errNoSession):
-				f.Stale(p.tunnel)
-				sent = sent || stream != nil
 			case isDial(err):
 				f.Failed(route.Node)
+			case errors.Is(err, errNoSession):
+				f.Stale(p.tunnel)
+				consumed = stream != nil
 			default:
 				f.Failed(route.Node)
 				r.log.WithError(err).WithFields(logrus.Fields{"tunnel": p.tunnel, "node": route.Node}).Warn("Fleet hop failed")
-				if sent {
-					p.fail(http.StatusBadGateway, "tunnel lost before the response")
-					return true
-				}
-				sent = true
+				reached, consumed = true, stream != nil
 			}
 		}
 		if f.Local(p.tunnel) > 0 {
-			return false
+			continue
 		}
 		if !time.Now().Before(deadline) {
-			if sent {
-				p.fail(http.StatusBadGateway, "tunnel lost before the response")
-			} else {
-				p.fail(http.StatusServiceUnavailable, fmt.Sprintf("no tunnel %q connected", p.tunnel))
+			if reached || consumed {
+				return lost()
 			}
+			p.fail(http.StatusServiceUnavailable, fmt.Sprintf("no tunnel %q connected", p.tunnel))
 			return true
 		}
 		select {

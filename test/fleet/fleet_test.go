@@ -81,10 +81,30 @@ func TestAnyNodeServesATunnel(t *testing.T) {
 		t.Run(provider, func(t *testing.T) {
 			f, nodes := startFleet(t, provider, 3)
 			up := startUpstream(t)
-			startSupervisor(t, f, up.URL, nodes[0])
-			waitSession(t, nodes[0])
 			client := &http.Client{Timeout: settleTimeout}
 			ctx := t.Context()
+			// A request at C while the tunnel is connected nowhere is held
+			// until its supervisor connects, to another node.
+			held := make(chan error, 1)
+			go func() {
+				code, body, err := get(ctx, client, nodes[2], "/echo?held=1")
+				if err == nil && code != http.StatusOK {
+					err = fmt.Errorf("%d %s", code, body)
+				}
+				held <- err
+			}()
+			waitFor(t, startTimeout, "the request held at C", func() error {
+				v, err := nodes[2].metric(`tunnel_relay_requests_in_flight{tunnel="default"}`)
+				if err == nil && v != 1 {
+					err = fmt.Errorf("%v in flight", v)
+				}
+				return err
+			})
+			startSupervisor(t, f, up.URL, nodes[0])
+			waitSession(t, nodes[0])
+			if err := <-held; err != nil {
+				t.Fatalf("the held request: %v", err)
+			}
 			for _, n := range nodes[1:] {
 				waitFor(t, settleTimeout, "a request at node "+n.name, func() error {
 					code, body, err := get(ctx, client, n, "/echo")
