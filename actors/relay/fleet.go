@@ -35,6 +35,9 @@ const (
 	// fleetHoldPoll is how often a request for a tunnel connected nowhere
 	// looks again, while it waits for a session anywhere in the fleet.
 	fleetHoldPoll = 250 * time.Millisecond
+	// fleetLookupTimeout bounds one question to the directory; a grain
+	// whose member just died is placed again meanwhile.
+	fleetLookupTimeout = 2 * time.Second
 	// hopDialTimeout bounds the connection to another node.
 	hopDialTimeout = 2 * time.Second
 	// hopIdleConns is how many idle connections to each node are kept.
@@ -280,7 +283,9 @@ func (r *Relay) hop(p *proxyCall, inline []byte, stream io.Reader) bool {
 			}
 			return false
 		}
-		routes, err := f.Routes(ctx, p.tunnel)
+		lookup, cancel := context.WithTimeout(ctx, fleetLookupTimeout)
+		routes, err := f.Routes(lookup, p.tunnel)
+		cancel()
 		if err != nil {
 			r.log.WithError(err).WithField("tunnel", p.tunnel).Debug("Fleet lookup failed")
 		}
@@ -321,7 +326,8 @@ func (r *Relay) hop(p *proxyCall, inline []byte, stream io.Reader) bool {
 		case <-ctx.Done():
 			p.status = clientGone
 			return true
-		case <-r.closing:
+		case <-r.draining:
+			// As the router answers the requests it holds.
 			p.fail(http.StatusServiceUnavailable, "relay shutting down")
 			return true
 		case <-time.After(min(fleetHoldPoll, time.Until(deadline))):

@@ -60,6 +60,7 @@ type Relay struct {
 	upgrader websocket.Upgrader
 
 	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
+	draining  chan struct{}  // closed when Close begins: no session can come any more
 	handlers  tracker        // HTTP handlers running
 	running   sync.WaitGroup // the sessions' reader and writer goroutines
 	served    chan error     // the Serve results, one per server
@@ -124,6 +125,7 @@ func Start(cfg Config) (*Relay, error) {
 		adminLn:  adminLn,
 		fleet:    node,
 		closing:  make(chan struct{}),
+		draining: make(chan struct{}),
 		served:   make(chan error, 3),
 		upgrader: websocket.Upgrader{
 			// Its own read buffer, smaller than net/http's 4 KiB one it
@@ -231,6 +233,7 @@ func (r *Relay) AdminAddr() net.Addr {
 func (r *Relay) Close(ctx context.Context) error {
 	r.closeOnce.Do(func() {
 		r.system.Root.Send(r.root, &relaymsg.Drain{})
+		close(r.draining)
 		var errs []error
 		servers := []*http.Server{r.srv}
 		if r.admin != nil {
