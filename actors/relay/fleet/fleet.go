@@ -40,7 +40,8 @@ const (
 	retryAfter = time.Second
 )
 
-// ErrClosed is returned by a Fleet's methods after Close.
+// ErrClosed is returned by Close after the first call, and by an engine
+// after its Close.
 var ErrClosed = errors.New("fleet: closed")
 
 // Route is a node with live sessions of a tunnel.
@@ -136,8 +137,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("fleet: %s must not be negative, got %v", d.name, d.v)
 		}
 	}
-	if c.EntryTTL != 0 && c.RegisterPeriod != 0 && c.EntryTTL <= c.RegisterPeriod {
-		return fmt.Errorf("fleet: EntryTTL (%v) must exceed RegisterPeriod (%v)", c.EntryTTL, c.RegisterPeriod)
+	// Compared as they will run, defaults included.
+	if d := c.withDefaults(); d.EntryTTL <= d.RegisterPeriod {
+		return fmt.Errorf("fleet: EntryTTL (%v) must exceed RegisterPeriod (%v)", d.EntryTTL, d.RegisterPeriod)
 	}
 	return nil
 }
@@ -171,6 +173,8 @@ type Fleet struct {
 	cache   map[string]cached    // routes per tunnel
 	failed  map[string]time.Time // node -> left out until
 	hops    map[string]int       // hops in flight per node
+	epoch   uint64               // bumped when the cache is dropped: a lookup begun before stores nothing
+	closed  bool                 // Close was called
 	changed chan struct{}        // a tunnel became dirty
 
 	stop chan struct{}
@@ -250,6 +254,7 @@ func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 	now := time.Now()
 	f.mu.Lock()
 	c, ok := f.cache[tunnel]
+	epoch := f.epoch
 	f.mu.Unlock()
 	if !ok || now.After(c.expires) {
 		routes, err := f.engine.Lookup(ctx, tunnel)
@@ -258,7 +263,9 @@ func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 		}
 		c = cached{routes: routes, expires: now.Add(f.cfg.RouteCache)}
 		f.mu.Lock()
-		f.cache[tunnel] = c
+		if f.epoch == epoch {
+			f.cache[tunnel] = c
+		}
 		f.mu.Unlock()
 	}
 	self := f.engine.Self()
@@ -296,9 +303,16 @@ func (f *Fleet) Sessions() map[string]int {
 // Failed leaves node out of routes for Config.FailedFor: a hop to it
 // failed, or it said it has no session of the tunnel any more.
 func (f *Fleet) Failed(node string) {
+	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.failed[node] = time.Now().Add(f.cfg.FailedFor)
+	// Member ids change on every re-join: the expired ones go.
+	for n, until := range f.failed {
+		if !now.Before(until) {
+			delete(f.failed, n)
+		}
+	}
+	f.failed[node] = now.Add(f.cfg.FailedFor)
 }
 
 // Stale drops the cached routes of tunnel: a node said it has no session
@@ -307,6 +321,7 @@ func (f *Fleet) Stale(tunnel string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.cache, tunnel)
+	f.epoch++
 }
 
 // Hop counts a hop to node in flight until the returned func is called.
@@ -330,11 +345,13 @@ func (f *Fleet) Hop(node string) (done func()) {
 // reports its sessions gone as it stops), stops the Fleet and closes its
 // engine.
 func (f *Fleet) Close(ctx context.Context) error {
-	select {
-	case <-f.stop:
+	f.mu.Lock()
+	closed := f.closed
+	f.closed = true
+	f.mu.Unlock()
+	if closed {
 		<-f.done
 		return ErrClosed
-	default:
 	}
 	close(f.stop)
 	<-f.done
@@ -363,6 +380,7 @@ func (f *Fleet) loop() {
 			all = true
 			f.mu.Lock()
 			clear(f.cache)
+			f.epoch++
 			f.mu.Unlock()
 		case <-period.C:
 			all = true
@@ -374,6 +392,7 @@ func (f *Fleet) loop() {
 				Warn("Fleet node missing from its own member list; joining again as a new member")
 			if err := f.engine.Rejoin(); err != nil {
 				f.log.WithError(err).Error("Fleet re-join failed; trying again")
+				w.retry(now)
 				continue
 			}
 			f.log.WithField("node", f.engine.Self()).Info("Fleet node joined again")
@@ -470,4 +489,9 @@ func (w *watchdog) check(member bool, now time.Time) bool {
 	}
 	w.joined = false
 	return true
+}
+
+// retry makes the next check ask for a re-join again: the last failed.
+func (w *watchdog) retry(now time.Time) {
+	w.joined, w.lastSeen = true, now.Add(-w.after)
 }

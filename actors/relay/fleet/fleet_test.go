@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -304,16 +303,10 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestValidateComparesEffectiveDurations: Validate compares EntryTTL with
-// RegisterPeriod only when both are set, so a config that leaves one to
-// its default can end up with entries that expire between two periods.
-//
-// Known bug (fleet.go, Config.Validate): run with TUNNEL_KNOWN_BUGS=1 to
-// see it fail.
+// TestValidateComparesEffectiveDurations: EntryTTL and RegisterPeriod are
+// compared as they will run, so that a config leaving one to its default
+// cannot make entries expire between two periods.
 func TestValidateComparesEffectiveDurations(t *testing.T) {
-	if os.Getenv("TUNNEL_KNOWN_BUGS") == "" {
-		t.Skip("known bug: Validate compares EntryTTL and RegisterPeriod before defaults (set TUNNEL_KNOWN_BUGS=1 to run)")
-	}
 	for _, cfg := range []fleet.Config{
 		{Internal: internal, EntryTTL: 5 * time.Second},        // period defaults to 10 s
 		{Internal: internal, RegisterPeriod: 45 * time.Second}, // TTL defaults to 30 s
@@ -735,16 +728,9 @@ func TestRejoinReregistersEveryTunnel(t *testing.T) {
 	})
 }
 
-// TestWatchdogRetriesFailedRejoin: the loop logs "Fleet re-join failed;
-// trying again", but check has already forgotten that the node had been a
-// member, so it never tries again.
-//
-// Known bug (fleet.go, loop and watchdog.check): run with
-// TUNNEL_KNOWN_BUGS=1 to see it fail.
+// TestWatchdogRetriesFailedRejoin: a failed re-join is tried again on the
+// next watch, until one succeeds.
 func TestWatchdogRetriesFailedRejoin(t *testing.T) {
-	if os.Getenv("TUNNEL_KNOWN_BUGS") == "" {
-		t.Skip("known bug: a failed Rejoin is never tried again (set TUNNEL_KNOWN_BUGS=1 to run)")
-	}
 	synctest.Test(t, func(t *testing.T) {
 		e := newEngine("n0")
 		e.rejoinErr = errors.New("etcd unavailable")
@@ -840,6 +826,25 @@ func TestCloseWithinContext(t *testing.T) {
 		defer e.mu.Unlock()
 		if e.closed != 1 {
 			t.Fatalf("engine closed %d times, want once", e.closed)
+		}
+	})
+}
+
+// TestConcurrentClose: of two Close calls at once, one closes and the
+// other says it is closed; neither panics.
+func TestConcurrentClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, err := fleet.New(newEngine("n0"), fleet.Config{Internal: internal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 2)
+		for range 2 {
+			go func() { errs <- f.Close(context.Background()) }()
+		}
+		first, second := <-errs, <-errs
+		if (first == nil) == (second == nil) || !errors.Is(errors.Join(first, second), fleet.ErrClosed) {
+			t.Fatalf("Close, Close = %v, %v; want one nil and one ErrClosed", first, second)
 		}
 	})
 }

@@ -82,6 +82,9 @@ func (g *grain) Receive(ctx actor.Context) {
 		// message to its identity.
 		if g.prune(); len(g.entries) == 0 {
 			ctx.Stop(ctx.Self())
+		} else {
+			// protoactor-go cancels the timeout once it fires.
+			ctx.SetReceiveTimeout(g.cfg.Idle)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package directory_test
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -358,18 +357,11 @@ func TestIdleGrainStops(t *testing.T) {
 	}
 }
 
-// TestGrainStopsOnceItsEntriesExpire is a grain that still had an entry
-// when it was first idle for Idle: it should stop once that entry has
-// expired and it has been idle for Idle again.
-//
-// Known bug: protoactor-go cancels the receive timeout when it fires
-// (actorContext.receiveTimeoutHandler calls CancelReceiveTimeout), and the
-// grain does not set it again, so such a grain never stops. Run with
-// TUNNEL_KNOWN_BUGS=1 to see it fail.
+// TestGrainStopsOnceItsEntriesExpire: a grain that still had an entry
+// when it was first idle for Idle stops once that entry has expired and it
+// has been idle for Idle again (protoactor-go cancels the timeout when it
+// fires; the grain sets it again).
 func TestGrainStopsOnceItsEntriesExpire(t *testing.T) {
-	if os.Getenv("TUNNEL_KNOWN_BUGS") == "" {
-		t.Skip("known bug: the grain does not re-arm its receive timeout after a timeout with entries left (set TUNNEL_KNOWN_BUGS=1 to run)")
-	}
 	const idle = time.Minute
 	probe.Bubble(t, func(t *testing.T, system *actor.ActorSystem) {
 		start := time.Now()
