@@ -2,7 +2,7 @@ GO      ?= go
 BIN     ?= bin
 PKGS    := ./...
 
-.PHONY: build test lint run run-fleet bench fuzz stress clean
+.PHONY: build test lint run run-fleet bench bench-fleet fuzz stress clean
 
 ## build: compile every package and the binaries into ./bin
 build:
@@ -30,6 +30,11 @@ run-fleet:
 bench:
 	$(GO) build -o $(BIN)/ ./cmd/...
 	$(BIN)/tunnel-bench -bin $(BIN) $(BENCHFLAGS)
+
+## bench-fleet: three relays in one automanaged fleet (no etcd): the cost of a hop between nodes, then a node killed under load (see cmd/tunnel-bench)
+bench-fleet:
+	$(GO) build -o $(BIN)/ ./cmd/...
+	$(BIN)/tunnel-bench -bin $(BIN) -fleet 3 $(BENCHFLAGS)
 
 ## fuzz: run each fuzz target for FUZZTIME (their seed corpora also run in make test)
 FUZZTIME ?= 60s

@@ -264,6 +264,11 @@ func (r *Relay) hop(p *proxyCall, inline []byte, stream io.Reader) bool {
 	f := r.fleet.fleet
 	ctx := p.req.Context()
 	deadline := time.Now().Add(r.cfg.HoldTimeout)
+	if stream != nil && f.Local(p.tunnel) == 0 {
+		// The response may start before the upload ends, as on the local
+		// path: without full duplex net/http would close the body then.
+		p.duplex = p.rc.EnableFullDuplex() == nil
+	}
 	var (
 		reached  bool // a node may have passed the request on
 		retried  bool // it was sent again after that

@@ -113,7 +113,7 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 
 func TestHelpListsEveryFlagWithItsEnvironmentVariableAndDefault(t *testing.T) {
 	var out bytes.Buffer
-	if code := run(context.Background(), []string{"-h"}, env(map[string]string{"AUTH_TOKEN": "secret"}), &out); code != 0 {
+	if code := run(context.Background(), []string{"-h"}, env(map[string]string{"AUTH_TOKEN": secretKey, "RELAY_CLUSTER_SECRET": secretKey + "-cluster"}), &out); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	for _, want := range []string{
@@ -134,13 +134,20 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariableAndDefault(t *testing.T) {
 		"-tls-cert", "env RELAY_TLS_CERT", "-tls-key", "env RELAY_TLS_KEY",
 		"-log-level", "env RELAY_LOG_LEVEL, default info",
 		"-log-format", "env RELAY_LOG_FORMAT, default text",
+		"-cluster", "env RELAY_CLUSTER, default \"\"",
+		"-cluster-provider", "env RELAY_CLUSTER_PROVIDER, default etcd",
+		"-etcd-endpoints", "env RELAY_ETCD_ENDPOINTS, default 127.0.0.1:2379",
+		"-cluster-peers", "env RELAY_CLUSTER_PEERS",
+		"-cluster-listen", "env RELAY_CLUSTER_LISTEN, default 127.0.0.1:7946",
+		"-internal-listen", "env RELAY_INTERNAL_LISTEN, default 127.0.0.1:7947",
+		"-cluster-secret", "env RELAY_CLUSTER_SECRET, default \"\"",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
 	}
-	if strings.Contains(out.String(), "secret") {
-		t.Error("help shows the key from the environment")
+	if strings.Contains(out.String(), secretKey) {
+		t.Error("help shows a key or the cluster secret from the environment")
 	}
 }
 

@@ -43,8 +43,9 @@ type LossResult struct {
 	// first and the last failed request at a surviving node; -1 for none.
 	FirstFailure, LastFailure time.Duration
 	// P50, P99 and Max are the latencies of the requests at the
-	// survivors after the kill.
+	// survivors after the kill; Slow is how many took over a second.
 	P50, P99, Max time.Duration
+	Slow          int64
 	// MembersForgot, RoutesForgot and RoutesComplete are, from the kill,
 	// when every survivor's /fleet first showed the killed node out of its
 	// members, out of every tunnel's routes, and every tunnel's routes as
@@ -53,10 +54,10 @@ type LossResult struct {
 	// Poll is the period of the /fleet watch; WatchReads the views it
 	// read, WatchFailed those answered with an error (WatchError the
 	// first), WatchSlowest the longest a read took.
-	Poll                    time.Duration
-	WatchReads, WatchFailed int
-	WatchSlowest            time.Duration
-	WatchError              string
+	Poll                              time.Duration
+	WatchReads, WatchFailed, WatchCut int
+	WatchSlowest                      time.Duration
+	WatchError                        string
 }
 
 // LossNode is one node of the loss phase.
@@ -331,7 +332,8 @@ func (fr *fleetRig) loss(ctx context.Context) (*LossResult, error) {
 		return nil, wr.err
 	}
 	res.MembersForgot, res.RoutesForgot, res.RoutesComplete = wr.members, wr.routes, wr.complete
-	res.WatchReads, res.WatchFailed, res.WatchSlowest, res.WatchError = wr.reads, wr.failed, wr.slowest, wr.firstError
+	res.WatchReads, res.WatchFailed, res.WatchCut = wr.reads, wr.failed, wr.cut
+	res.WatchSlowest, res.WatchError = wr.slowest, wr.firstError
 	for j, nd := range nodes {
 		if j == res.Killed {
 			continue
@@ -378,6 +380,9 @@ func (res *LossResult) tally(outcomes [][]lossOutcome, killAt time.Time) {
 			default:
 				res.Survivors.add(o)
 				latencies = append(latencies, o.end.Sub(o.start))
+				if o.end.Sub(o.start) > time.Second {
+					res.Slow++
+				}
 				if o.failed() {
 					at := o.end.Sub(killAt)
 					if res.FirstFailure < 0 || at < res.FirstFailure {
@@ -528,7 +533,7 @@ func lossWorker(ctx context.Context, node int, base string, tunnels []string, of
 // kill, -1 for not within the watch, and the reads it made.
 type watchResult struct {
 	members, routes, complete time.Duration
-	reads, failed             int
+	reads, failed, cut        int
 	slowest                   time.Duration
 	firstError                string
 	err                       error
@@ -551,6 +556,7 @@ type watchRead struct {
 	start, end time.Duration
 	ok         [conds]bool
 	err        error
+	cut        bool // still unanswered when the watch ended: nothing seen
 }
 
 // watchPair is a view polled: a survivor's /fleet, or a tunnel's routes
@@ -562,13 +568,17 @@ type watchPair struct {
 	reads   []watchRead // in the order they ended
 }
 
-// settled says whether the last settledReads reads, by the time they
-// were sent, showed every condition of the pair, and none sent after a
-// failing one is missing.
+// settled says whether the last settledReads reads answered, by the time
+// they were sent, showed every condition of the pair.
 func (p *watchPair) settled() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	reads := slices.Clone(p.reads)
+	var reads []watchRead
+	for _, r := range p.reads {
+		if !r.cut {
+			reads = append(reads, r)
+		}
+	}
 	slices.SortFunc(reads, func(a, b watchRead) int { return cmp.Compare(a.start, b.start) })
 	if len(reads) < settledReads {
 		return false
@@ -591,13 +601,13 @@ func (p *watchPair) since(k int) time.Duration {
 	defer p.mu.Unlock()
 	last := time.Duration(-1) // the start of the last read not showing k
 	for _, r := range p.reads {
-		if (r.err != nil || !r.ok[k]) && r.start > last {
+		if !r.cut && (r.err != nil || !r.ok[k]) && r.start > last {
 			last = r.start
 		}
 	}
 	first := time.Duration(-1)
 	for _, r := range p.reads {
-		if r.err == nil && r.ok[k] && r.start > last && (first < 0 || r.end < first) {
+		if !r.cut && r.err == nil && r.ok[k] && r.start > last && (first < 0 || r.end < first) {
 			first = r.end
 		}
 	}
@@ -633,7 +643,7 @@ func (fr *fleetRig) watchForget(ctx context.Context, killAt time.Time, killedID 
 			}})
 		}
 	}
-	// Reads still out when the watch ends are cancelled and not counted:
+	// Reads still out when the watch ends are cancelled: counted, but
 	// nothing was seen.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -651,11 +661,8 @@ func (fr *fleetRig) watchForget(ctx context.Context, killAt time.Time, killedID 
 			wg.Go(func() {
 				ok, err := p.observe(rctx)
 				end := time.Since(killAt)
-				if rctx.Err() != nil {
-					return
-				}
 				p.mu.Lock()
-				p.reads = append(p.reads, watchRead{start: at, end: end, ok: ok, err: err})
+				p.reads = append(p.reads, watchRead{start: at, end: end, ok: ok, err: err, cut: rctx.Err() != nil})
 				p.mu.Unlock()
 			})
 		}
@@ -688,7 +695,10 @@ func (fr *fleetRig) watchForget(ctx context.Context, killAt time.Time, killedID 
 		for _, rd := range p.reads {
 			r.reads++
 			r.slowest = max(r.slowest, rd.end-rd.start)
-			if rd.err != nil {
+			switch {
+			case rd.cut:
+				r.cut++
+			case rd.err != nil:
 				r.failed++
 				if r.firstError == "" {
 					r.firstError = rd.err.Error()

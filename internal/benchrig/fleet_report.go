@@ -261,10 +261,18 @@ func (res *LossResult) write(b *strings.Builder, c FleetConfig) {
 	} else {
 		fmt.Fprintf(b, "  at the surviving nodes, none failed: no failure window\n")
 	}
-	fmt.Fprintf(b, "  latency at the surviving nodes after the kill: p50 %s, p99 %s, max %s\n",
-		fmtLatency(res.P50), fmtLatency(res.P99), fmtLatency(res.Max))
+	fmt.Fprintf(b, "  latency at the surviving nodes after the kill: p50 %s, p99 %s, max %s; %d requests took over 1 s\n",
+		fmtLatency(res.P50), fmtLatency(res.P99), fmtLatency(res.Max), res.Slow)
 	if res.LastFailure >= 0 && res.AfterElapsed-res.LastFailure < time.Second {
 		fmt.Fprintf(b, "  ! the surviving nodes were still failing requests at the end of the load\n")
+	}
+	if problems := res.Problems(); len(problems) == 0 {
+		fmt.Fprintf(b, "  verdict ✓: every request at a surviving node got its answer or an explicit JSON error, none hung; the killed node answered none after the kill\n")
+	} else {
+		fmt.Fprintf(b, "  verdict ✗:\n")
+		for _, p := range problems {
+			fmt.Fprintf(b, "  ! %s\n", p)
+		}
 	}
 
 	fmt.Fprintf(b, "\nrecovery, from the SIGKILL: every surviving node's admin /fleet, and its /fleet?tunnel=... of every tunnel, read every %v\n", res.Poll)
@@ -272,7 +280,8 @@ func (res *LossResult) write(b *strings.Builder, c FleetConfig) {
 	fmt.Fprintf(b, "  member lists no longer hold %s:                               %s\n", killed.Label, fmtWatch(res.MembersForgot, c.SettleTimeout))
 	fmt.Fprintf(b, "  routes of every tunnel no longer list %s:                     %s\n", killed.Label, fmtWatch(res.RoutesForgot, c.SettleTimeout))
 	fmt.Fprintf(b, "  routes of every tunnel list exactly its surviving sessions:  %s\n", fmtWatch(res.RoutesComplete, c.SettleTimeout))
-	fmt.Fprintf(b, "  views read: %d, the slowest answered after %s; answered with an error: %d", res.WatchReads, fmtSeconds(res.WatchSlowest), res.WatchFailed)
+	fmt.Fprintf(b, "  views read: %d, the slowest took %s; answered with an error: %d; unanswered when the watch ended: %d",
+		res.WatchReads, fmtSeconds(res.WatchSlowest), res.WatchFailed, res.WatchCut)
 	if res.WatchError != "" {
 		fmt.Fprintf(b, ", the first: %s", res.WatchError)
 	}

@@ -119,10 +119,10 @@ func TestAnyNodeServesATunnel(t *testing.T) {
 				if err != nil {
 					t.Fatalf("POST at %s: %v", n.name, err)
 				}
-				got, _ := io.ReadAll(res.Body)
+				got, err := io.ReadAll(res.Body)
 				res.Body.Close()
-				if res.StatusCode != http.StatusOK || !bytes.Equal(got, upload) {
-					t.Fatalf("POST at %s: %d, %d bytes back of %d", n.name, res.StatusCode, len(got), len(upload))
+				if err != nil || res.StatusCode != http.StatusOK || !bytes.Equal(got, upload) {
+					t.Fatalf("POST at %s: %d, %d bytes back of %d, %v", n.name, res.StatusCode, len(got), len(upload), err)
 				}
 				if h := res.Header.Get("X-Got-For"); h != "127.0.0.1" {
 					t.Errorf("at %s the upstream saw X-Forwarded-For %q, want the client's 127.0.0.1", n.name, h)
