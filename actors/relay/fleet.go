@@ -231,7 +231,7 @@ func (r *Relay) serveFleet(w http.ResponseWriter, req *http.Request) {
 		"sessions": f.Sessions(),
 	}
 	if tunnel := req.URL.Query().Get("tunnel"); tunnel != "" {
-		ctx, cancel := context.WithTimeout(req.Context(), askTimeout)
+		ctx, cancel := context.WithTimeout(req.Context(), fleetLookupTimeout)
 		defer cancel()
 		routes, err := f.Lookup(ctx, tunnel)
 		if err != nil {

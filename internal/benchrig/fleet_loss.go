@@ -46,6 +46,8 @@ type LossResult struct {
 	// survivors after the kill; Slow is how many took over a second.
 	P50, P99, Max time.Duration
 	Slow          int64
+	// SlowOnes are the first few of them, the slowest first.
+	SlowOnes []SlowRequest
 	// MembersForgot, RoutesForgot and RoutesComplete are, from the kill,
 	// when every survivor's /fleet first showed the killed node out of its
 	// members, out of every tunnel's routes, and every tunnel's routes as
@@ -59,6 +61,16 @@ type LossResult struct {
 	WatchSlowest                      time.Duration
 	WatchError                        string
 }
+
+// SlowRequest is a request at a survivor that took over a second.
+type SlowRequest struct {
+	Node, Tunnel string
+	Sent, Took   time.Duration // Sent: from the kill
+	Status       int           // 0 for a transport error
+}
+
+// maxSlowOnes bounds LossResult.SlowOnes.
+const maxSlowOnes = 5
 
 // LossNode is one node of the loss phase.
 type LossNode struct {
@@ -163,6 +175,7 @@ func errKind(err error) string {
 // lossOutcome is one request of the loss phase.
 type lossOutcome struct {
 	node       int
+	tunnel     string
 	start, end time.Time
 	code       int
 	badBody    bool   // 200 with another body
@@ -380,8 +393,11 @@ func (res *LossResult) tally(outcomes [][]lossOutcome, killAt time.Time) {
 			default:
 				res.Survivors.add(o)
 				latencies = append(latencies, o.end.Sub(o.start))
-				if o.end.Sub(o.start) > time.Second {
+				if took := o.end.Sub(o.start); took > time.Second {
 					res.Slow++
+					res.SlowOnes = append(res.SlowOnes, SlowRequest{
+						Node: nd.Label, Tunnel: o.tunnel, Sent: o.start.Sub(killAt), Took: took, Status: o.code,
+					})
 				}
 				if o.failed() {
 					at := o.end.Sub(killAt)
@@ -398,6 +414,8 @@ func (res *LossResult) tally(outcomes [][]lossOutcome, killAt time.Time) {
 	if len(latencies) > 0 {
 		res.Max = slices.Max(latencies)
 	}
+	slices.SortFunc(res.SlowOnes, func(a, b SlowRequest) int { return cmp.Compare(b.Took, a.Took) })
+	res.SlowOnes = res.SlowOnes[:min(len(res.SlowOnes), maxSlowOnes)]
 }
 
 // Problems are what the loss phase must not show: failures before the
@@ -479,10 +497,10 @@ func lossWorker(ctx context.Context, node int, base string, tunnels []string, of
 			return out
 		default:
 		}
-		u := base + "/t/" + tunnels[(offset+i)%len(tunnels)] + "/small"
-		o := lossOutcome{node: node, start: time.Now()}
+		tunnel := tunnels[(offset+i)%len(tunnels)]
+		o := lossOutcome{node: node, tunnel: tunnel, start: time.Now()}
 		err := func() error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/t/"+tunnel+"/small", nil)
 			if err != nil {
 				return err
 			}

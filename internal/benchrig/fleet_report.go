@@ -263,6 +263,9 @@ func (res *LossResult) write(b *strings.Builder, c FleetConfig) {
 	}
 	fmt.Fprintf(b, "  latency at the surviving nodes after the kill: p50 %s, p99 %s, max %s; %d requests took over 1 s\n",
 		fmtLatency(res.P50), fmtLatency(res.P99), fmtLatency(res.Max), res.Slow)
+	for _, r := range res.SlowOnes {
+		fmt.Fprintf(b, "    at %s, tunnel %s, sent %s after the kill: %s, status %d\n", r.Node, r.Tunnel, fmtSince(r.Sent), fmtSeconds(r.Took), r.Status)
+	}
 	if res.LastFailure >= 0 && res.AfterElapsed-res.LastFailure < time.Second {
 		fmt.Fprintf(b, "  ! the surviving nodes were still failing requests at the end of the load\n")
 	}
@@ -280,12 +283,11 @@ func (res *LossResult) write(b *strings.Builder, c FleetConfig) {
 	fmt.Fprintf(b, "  member lists no longer hold %s:                               %s\n", killed.Label, fmtWatch(res.MembersForgot, c.SettleTimeout))
 	fmt.Fprintf(b, "  routes of every tunnel no longer list %s:                     %s\n", killed.Label, fmtWatch(res.RoutesForgot, c.SettleTimeout))
 	fmt.Fprintf(b, "  routes of every tunnel list exactly its surviving sessions:  %s\n", fmtWatch(res.RoutesComplete, c.SettleTimeout))
-	fmt.Fprintf(b, "  views read: %d, the slowest took %s; answered with an error: %d; unanswered when the watch ended: %d",
-		res.WatchReads, fmtSeconds(res.WatchSlowest), res.WatchFailed, res.WatchCut)
+	fmt.Fprintf(b, "  views read: %d, the slowest took %s; unanswered when the watch ended: %d; answered with an error: %d\n",
+		res.WatchReads, fmtSeconds(res.WatchSlowest), res.WatchCut, res.WatchFailed)
 	if res.WatchError != "" {
-		fmt.Fprintf(b, ", the first: %s", res.WatchError)
+		fmt.Fprintf(b, "    the first error: %s\n", res.WatchError)
 	}
-	fmt.Fprintln(b)
 
 	period := fleet.DefaultRegisterPeriod
 	perMin := int(time.Minute / period)

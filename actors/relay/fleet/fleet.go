@@ -249,7 +249,8 @@ func (f *Fleet) Members() []string { return f.engine.Members() }
 
 // Routes are the other nodes with live sessions of tunnel, the least
 // loaded first: the fewest hops from this node in flight, then the most
-// sessions. They come from the cache while it is fresh.
+// sessions. They come from the cache while it is fresh; when the directory
+// cannot answer, from the cache however old (an error only without one).
 func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 	now := time.Now()
 	f.mu.Lock()
@@ -258,7 +259,12 @@ func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 	f.mu.Unlock()
 	if !ok || now.After(c.expires) {
 		routes, err := f.engine.Lookup(ctx, tunnel)
-		if err != nil {
+		switch {
+		case err != nil && ok:
+			// The grain is moving (its member just died): the routes known
+			// last, less the nodes that failed, beat a wait.
+			routes = c.routes
+		case err != nil:
 			return nil, err
 		}
 		c = cached{routes: routes, expires: now.Add(f.cfg.RouteCache)}
@@ -379,7 +385,12 @@ func (f *Fleet) loop() {
 		case <-f.engine.Topology():
 			all = true
 			f.mu.Lock()
-			clear(f.cache)
+			// Looked up again before use, but kept for when the directory
+			// cannot answer: its grains are moving.
+			for t, c := range f.cache {
+				c.expires = time.Time{}
+				f.cache[t] = c
+			}
 			f.epoch++
 			f.mu.Unlock()
 		case <-period.C:

@@ -627,6 +627,16 @@ func TestRouteCache(t *testing.T) {
 				e.set(func(e *fakeEngine) { e.lookupErr = nil })
 				wantRoutes(t, f, "t", "n1 7", "n2 2")
 				wantLookups(6)
+
+				// A failed lookup with expired routes cached answers them
+				// (the grain is moving), and caches them for another period.
+				e.set(func(e *fakeEngine) { e.lookupErr = errUnavailable })
+				sleepUntil(start, 3*cache)
+				wantRoutes(t, f, "t", "n1 7", "n2 2")
+				wantLookups(7)
+				wantRoutes(t, f, "t", "n1 7", "n2 2")
+				wantLookups(7)
+				e.set(func(e *fakeEngine) { e.lookupErr = nil })
 			})
 		})
 	}
