@@ -36,6 +36,8 @@ const (
 	DefaultRejoinAfter = 10 * time.Second
 	// registerParallel bounds the directory registrations in flight.
 	registerParallel = 16
+	// lookupTimeout bounds a background lookup of routes.
+	lookupTimeout = 2 * time.Second
 	// retryAfter is when a failed registration is tried again.
 	retryAfter = time.Second
 )
@@ -167,15 +169,19 @@ type Fleet struct {
 	engine Engine
 	log    *logrus.Entry
 
-	mu      sync.Mutex
-	local   map[string]int       // live sessions per tunnel on this node
-	dirty   map[string]bool      // tunnels to register
-	cache   map[string]cached    // routes per tunnel
-	failed  map[string]time.Time // node -> left out until
-	hops    map[string]int       // hops in flight per node
-	epoch   uint64               // bumped when the cache is dropped: a lookup begun before stores nothing
-	closed  bool                 // Close was called
-	changed chan struct{}        // a tunnel became dirty
+	mu     sync.Mutex
+	local  map[string]int       // live sessions per tunnel on this node
+	dirty  map[string]bool      // tunnels to register
+	cache  map[string]cached    // routes per tunnel
+	failed map[string]time.Time // node -> left out until
+	hops   map[string]int       // hops in flight per node
+	epoch  uint64               // bumped when the cache is dropped: a lookup begun before stores nothing
+	// refreshing holds the tunnels whose routes are being looked up again
+	// in the background; refreshes counts those lookups, for Close.
+	refreshing map[string]bool
+	refreshes  sync.WaitGroup
+	closed     bool          // Close was called
+	changed    chan struct{} // a tunnel became dirty
 
 	stop chan struct{}
 	done chan struct{}
@@ -194,17 +200,18 @@ func New(engine Engine, cfg Config) (*Fleet, error) {
 		log = cfg.Logger
 	}
 	f := &Fleet{
-		cfg:     cfg,
-		engine:  engine,
-		log:     log.WithField("actor", "fleet"),
-		local:   make(map[string]int),
-		dirty:   make(map[string]bool),
-		cache:   make(map[string]cached),
-		failed:  make(map[string]time.Time),
-		hops:    make(map[string]int),
-		changed: make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		cfg:        cfg,
+		engine:     engine,
+		log:        log.WithField("actor", "fleet"),
+		local:      make(map[string]int),
+		dirty:      make(map[string]bool),
+		cache:      make(map[string]cached),
+		failed:     make(map[string]time.Time),
+		hops:       make(map[string]int),
+		refreshing: make(map[string]bool),
+		changed:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	go f.loop()
 	return f, nil
@@ -249,30 +256,28 @@ func (f *Fleet) Members() []string { return f.engine.Members() }
 
 // Routes are the other nodes with live sessions of tunnel, the least
 // loaded first: the fewest hops from this node in flight, then the most
-// sessions. They come from the cache while it is fresh; when the directory
-// cannot answer, from the cache however old (an error only without one).
+// sessions. They come from the cache: once expired, they are still
+// answered while a lookup in the background refreshes them (see refresh).
+// Only a tunnel with no routes cached waits for the directory.
 func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 	now := time.Now()
 	f.mu.Lock()
 	c, ok := f.cache[tunnel]
 	epoch := f.epoch
+	stale := ok && now.After(c.expires)
+	if stale && !f.refreshing[tunnel] && !f.closed {
+		f.refreshing[tunnel] = true
+		f.refreshes.Add(1)
+		go f.refresh(tunnel, epoch)
+	}
 	f.mu.Unlock()
-	if !ok || now.After(c.expires) {
+	if !ok {
 		routes, err := f.engine.Lookup(ctx, tunnel)
-		switch {
-		case err != nil && ok:
-			// The grain is moving (its member just died): the routes known
-			// last, less the nodes that failed, beat a wait.
-			routes = c.routes
-		case err != nil:
+		if err != nil {
 			return nil, err
 		}
 		c = cached{routes: routes, expires: now.Add(f.cfg.RouteCache)}
-		f.mu.Lock()
-		if f.epoch == epoch {
-			f.cache[tunnel] = c
-		}
-		f.mu.Unlock()
+		f.store(tunnel, c, epoch)
 	}
 	self := f.engine.Self()
 	f.mu.Lock()
@@ -291,6 +296,35 @@ func (f *Fleet) Routes(ctx context.Context, tunnel string) ([]Route, error) {
 		return cmp.Compare(b.Sessions, a.Sessions)
 	})
 	return out, nil
+}
+
+// refresh looks tunnel's routes up again, in the background of Routes,
+// which meanwhile answers the expired ones: when a grain's member has just
+// died, its lookups wait for the grain to be placed again, and a request
+// should not. A route gone stale costs a hop that fails fast (the node is
+// gone, or says it has no session any more) and is tried elsewhere.
+func (f *Fleet) refresh(tunnel string, epoch uint64) {
+	defer f.refreshes.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	routes, err := f.engine.Lookup(ctx, tunnel)
+	f.mu.Lock()
+	delete(f.refreshing, tunnel)
+	f.mu.Unlock()
+	if err != nil {
+		f.log.WithError(err).WithField("tunnel", tunnel).Debug("Fleet route refresh failed")
+		return
+	}
+	f.store(tunnel, cached{routes: routes, expires: time.Now().Add(f.cfg.RouteCache)}, epoch)
+}
+
+// store caches c unless the cache was dropped since the lookup began.
+func (f *Fleet) store(tunnel string, c cached, epoch uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.epoch == epoch {
+		f.cache[tunnel] = c
+	}
 }
 
 // Lookup asks the directory for tunnel's routes, this node's included,
@@ -361,6 +395,7 @@ func (f *Fleet) Close(ctx context.Context) error {
 	}
 	close(f.stop)
 	<-f.done
+	f.refreshes.Wait()
 	f.register(ctx, false)
 	return f.engine.Close()
 }
