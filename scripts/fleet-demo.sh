@@ -33,50 +33,13 @@ esac
 
 mkdir -p "$BIN_DIR" "$OUT"
 
-step() { printf '\n==> %s\n' "$*"; }
-
 pids=()  # the processes started, in order
 names=() # and their names
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 step "Building tunnel-relay, tunnel-supervisor and tts-demo into $BIN_DIR/"
 go build -o "$BIN_DIR/" ./cmd/tunnel-relay ./cmd/tunnel-supervisor ./cmd/tts-demo
-
-# free_port prints a loopback port nobody listens on and no earlier call
-# picked. (Another program could still take it before we do; unlikely.)
-picked=" "
-free_port() {
-  local port
-  for _ in $(seq 200); do
-    port=$((20000 + RANDOM % 40000))
-    [[ $picked == *" $port "* ]] && continue
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      picked+="$port "
-      echo "$port"
-      return 0
-    fi
-  done
-  echo "no free port found" >&2
-  return 1
-}
-
-# wait_for NAME TRIES COMMAND...: retries COMMAND every 0.2 s, and gives up
-# at once if a process started so far has exited.
-wait_for() {
-  local name=$1 tries=$2 i
-  shift 2
-  for _ in $(seq "$tries"); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    for i in "${!pids[@]}"; do
-      if ! kill -0 "${pids[i]}" 2>/dev/null; then
-        echo "${names[i]} exited while waiting for $name" >&2
-        return 1
-      fi
-    done
-    sleep 0.2
-  done
-  echo "timed out waiting for $name" >&2
-  return 1
-}
 
 # The relays' addresses: public, admin, cluster (gRPC) and internal (the
 # node-to-node HTTP hop). All are chosen up front: the automanaged
@@ -143,15 +106,6 @@ stop_all() {
 }
 trap stop_all EXIT
 trap 'exit 130' INT TERM
-
-start() {
-  local name=$1
-  shift
-  "$@" >"$OUT/$name.log" 2>&1 &
-  pids+=($!)
-  names+=("$name")
-  echo "$name started (pid $!), log in $OUT/$name.log"
-}
 
 # fail prints its arguments and makes the demo fail (the trap prints the logs).
 fail() {

@@ -195,39 +195,15 @@ func RunFleet(ctx context.Context, cfg FleetConfig, out io.Writer) (rep *FleetRe
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tunnel-bench-fleet-")
+	p, bin, openFiles, err := workspace(ctx, cfg.Config, "tunnel-bench-fleet-")
+	if p != nil {
+		defer p.finish(&err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	p := &procs{dir: dir}
-	defer func() {
-		p.stopAll()
-		if err != nil {
-			err = fmt.Errorf("%w (logs kept in %s)", err, dir)
-		} else {
-			os.RemoveAll(dir)
-		}
-	}()
 	rep = &FleetReport{Config: cfg, Machine: machine(ctx)}
-	// Twelve supervisors, three relays and the load: a few hundred
-	// descriptors, beyond a small default limit.
-	if rep.Machine.OpenFiles, err = raiseFileLimit(); err != nil {
-		return nil, err
-	}
-	bin := cfg.BinDir
-	if bin != "" {
-		for _, name := range []string{"tunnel-relay", "tunnel-supervisor", "tunnel-bench"} {
-			if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-				return nil, fmt.Errorf("the binaries directory lacks %s: %w", name, err)
-			}
-		}
-	} else {
-		bin = filepath.Join(dir, "bin")
-		progress(cfg.Config, "building the binaries into %s", bin)
-		if err := Build(ctx, bin); err != nil {
-			return nil, err
-		}
-	}
+	rep.Machine.OpenFiles = openFiles
 	fr := &fleetRig{cfg: cfg, procs: p, bin: bin, admin: &http.Client{
 		Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 64},
 		Timeout:   adminTimeout,

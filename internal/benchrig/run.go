@@ -119,39 +119,15 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (rep *Report, err error
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tunnel-bench-")
+	p, bin, openFiles, err := workspace(ctx, cfg, "tunnel-bench-")
+	if p != nil {
+		defer p.finish(&err)
+	}
 	if err != nil {
 		return nil, err
 	}
-	p := &procs{dir: dir}
-	defer func() {
-		p.stopAll()
-		if err != nil {
-			err = fmt.Errorf("%w (logs kept in %s)", err, dir)
-		} else {
-			os.RemoveAll(dir)
-		}
-	}()
 	rep = &Report{Config: cfg, Machine: machine(ctx)}
-	// Ten thousand idle tunnels need as many descriptors in the relay and
-	// here; the children inherit the limit.
-	if rep.Machine.OpenFiles, err = raiseFileLimit(); err != nil {
-		return nil, err
-	}
-	bin := cfg.BinDir
-	if bin != "" {
-		for _, name := range []string{"tunnel-relay", "tunnel-supervisor", "tunnel-bench"} {
-			if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-				return nil, fmt.Errorf("the binaries directory lacks %s: %w", name, err)
-			}
-		}
-	} else {
-		bin = filepath.Join(dir, "bin")
-		progress(cfg, "building the binaries into %s", bin)
-		if err := Build(ctx, bin); err != nil {
-			return nil, err
-		}
-	}
+	rep.Machine.OpenFiles = openFiles
 	r := &rig{cfg: cfg, procs: p, bin: bin, openFiles: rep.Machine.OpenFiles, byRole: map[string]*child{}}
 	if err := r.startRounds(ctx); err != nil {
 		return nil, err
@@ -355,6 +331,44 @@ func newKey() (string, error) {
 
 // raiseFileLimit raises the soft limit of open files to the hard one and
 // returns it.
+// workspace makes a run's directory (prefix names it), raises the limit of
+// open files (ten thousand idle tunnels need as many descriptors, in the
+// relay and here; the children inherit it) and finds the binaries in
+// cfg.BinDir or builds them. p is not nil once the directory exists: its
+// finish ends the run.
+func workspace(ctx context.Context, cfg Config, prefix string) (p *procs, bin string, openFiles uint64, err error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	p = &procs{dir: dir}
+	if openFiles, err = raiseFileLimit(); err != nil {
+		return p, "", 0, err
+	}
+	if bin = cfg.BinDir; bin != "" {
+		for _, name := range []string{"tunnel-relay", "tunnel-supervisor", "tunnel-bench"} {
+			if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
+				return p, "", 0, fmt.Errorf("the binaries directory lacks %s: %w", name, err)
+			}
+		}
+		return p, bin, openFiles, nil
+	}
+	bin = filepath.Join(dir, "bin")
+	progress(cfg, "building the binaries into %s", bin)
+	return p, bin, openFiles, Build(ctx, bin)
+}
+
+// finish stops every process of the run and removes its directory, or,
+// when *err says the run failed, keeps the logs and names them in *err.
+func (p *procs) finish(err *error) {
+	p.stopAll()
+	if *err != nil {
+		*err = fmt.Errorf("%w (logs kept in %s)", *err, p.dir)
+		return
+	}
+	os.RemoveAll(p.dir)
+}
+
 func raiseFileLimit() (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
