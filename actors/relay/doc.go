@@ -13,6 +13,14 @@
 //
 //	/health    {"status":"ok","tunnels":[names of connected tunnels]}
 //	/metrics   Prometheus metrics, from the relay's own registry
+//	/fleet     in a fleet: this node's view of it (see serveFleet)
+//
+// Fleet: with Config.Fleet.Name set the relay is one node of a fleet (see
+// FleetConfig and the fleet package). A public request for a tunnel with
+// no session at this node is reverse-proxied over the internal listener
+// (Config.Fleet.InternalListen, authenticated by the cluster secret) to a
+// node the tunnel directory says has one; without a name, no cluster code
+// runs.
 //
 // Public requests are answered by one of the tunnel's supervisors, or with
 // a JSON error ({"error":"..."}): 404 when no key opens the tunnel's name,
