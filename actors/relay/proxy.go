@@ -645,6 +645,7 @@ func (p *proxyCall) stream(body *wire.StreamReader) {
 		}
 		switch {
 		case err == io.EOF:
+			p.trailers(body.Trailers())
 			return
 		case err != nil && p.req.Context().Err() != nil:
 			p.tellDone(true)
@@ -657,5 +658,24 @@ func (p *proxyCall) stream(body *wire.StreamReader) {
 			// cut the connection, so the client sees a truncated response.
 			panic(http.ErrAbortHandler)
 		}
+	}
+}
+
+// trailers sends a stream's trailers to the client after its body
+// (net/http writes them when the handler returns): gRPC-style answers keep
+// their grpc-status. Fields that must not be trailers (RFC 9110 6.5.1:
+// framing, routing, authentication) are left out.
+func (p *proxyCall) trailers(t map[string][]string) {
+	if len(t) == 0 {
+		return
+	}
+	h := p.w.Header()
+	for name, values := range endToEnd(t) {
+		switch http.CanonicalHeaderKey(name) {
+		case "Content-Length", "Content-Type", "Content-Encoding", "Content-Range", "Host",
+			"Authorization", "Set-Cookie", "Cache-Control", "Expires", "Date", "Location":
+			continue
+		}
+		h[http.TrailerPrefix+name] = values
 	}
 }

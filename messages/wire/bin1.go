@@ -123,6 +123,8 @@ const (
 	tagStream    byte = 18
 	tagBytes     byte = 19
 	tagError     byte = 20
+	tagUpgrade   byte = 21
+	tagTrailers  byte = 22
 )
 
 // bin1Kind is how a field's value is laid out.
@@ -163,6 +165,8 @@ var bin1Fields = [...]struct {
 	tagStream:    {"stream", bin1Bool},
 	tagBytes:     {"bytes", bin1Int},
 	tagError:     {"error", bin1String},
+	tagUpgrade:   {"upgrade", bin1String},
+	tagTrailers:  {"trailers", bin1Headers},
 }
 
 // IsBin1 reports whether a binary WebSocket message is a bin1 frame (first
@@ -190,6 +194,7 @@ func AppendBin1(dst []byte, f *Frame) ([]byte, error) {
 		return dst, fmt.Errorf("%w: type %q", ErrNoBin1, Excerpt(f.Type))
 	}
 	headersLen := bin1HeadersLen(f.Headers)
+	trailersLen := bin1HeadersLen(f.Trailers)
 	encodingsLen := bin1ListLen(f.Encodings)
 	size := 2 +
 		bin1StringSize(f.MessageID) + bin1StringSize(f.APIKey) + bin1StringSize(f.Tunnel) +
@@ -198,7 +203,7 @@ func AppendBin1(dst []byte, f *Frame) ([]byte, error) {
 		bin1StringSize(f.Encoding) + bin1IntSize(f.Offset) + bin1IntSize(f.Timestamp) +
 		bin1StringSize(f.Method) + bin1StringSize(f.Path) + bin1IntSize(int64(f.Status)) +
 		bin1ValueSize(headersLen) + bin1ValueSize(len(f.Body)) + bin1BoolSize(f.Stream) +
-		bin1IntSize(f.Bytes) + bin1StringSize(f.Error)
+		bin1IntSize(f.Bytes) + bin1StringSize(f.Error) + bin1StringSize(f.Upgrade) + bin1ValueSize(trailersLen)
 	if cap(dst)-len(dst) < size {
 		grown := make([]byte, len(dst), len(dst)+size)
 		copy(grown, dst)
@@ -225,15 +230,7 @@ func AppendBin1(dst []byte, f *Frame) ([]byte, error) {
 	dst = appendBin1String(dst, tagMethod, f.Method)
 	dst = appendBin1String(dst, tagPath, f.Path)
 	dst = appendBin1Int(dst, tagStatus, int64(f.Status))
-	if headersLen > 0 {
-		dst = append(dst, tagHeaders)
-		dst = binary.AppendUvarint(dst, uint64(headersLen))
-		dst = binary.AppendUvarint(dst, uint64(len(f.Headers)))
-		for name, values := range f.Headers {
-			dst = appendBin1Item(dst, name)
-			dst = appendBin1List(dst, values)
-		}
-	}
+	dst = appendBin1Headers(dst, tagHeaders, headersLen, f.Headers)
 	if len(f.Body) > 0 {
 		dst = append(dst, tagBody)
 		dst = binary.AppendUvarint(dst, uint64(len(f.Body)))
@@ -242,7 +239,25 @@ func AppendBin1(dst []byte, f *Frame) ([]byte, error) {
 	dst = appendBin1Bool(dst, tagStream, f.Stream)
 	dst = appendBin1Int(dst, tagBytes, f.Bytes)
 	dst = appendBin1String(dst, tagError, f.Error)
+	dst = appendBin1String(dst, tagUpgrade, f.Upgrade)
+	dst = appendBin1Headers(dst, tagTrailers, trailersLen, f.Trailers)
 	return dst, nil
+}
+
+// appendBin1Headers appends a header field of size n (bin1HeadersLen), or
+// nothing for n = 0.
+func appendBin1Headers(dst []byte, tag byte, n int, h map[string][]string) []byte {
+	if n == 0 {
+		return dst
+	}
+	dst = append(dst, tag)
+	dst = binary.AppendUvarint(dst, uint64(n))
+	dst = binary.AppendUvarint(dst, uint64(len(h)))
+	for name, values := range h {
+		dst = appendBin1Item(dst, name)
+		dst = appendBin1List(dst, values)
+	}
+	return dst
 }
 
 // uvarintLen is the length of binary.AppendUvarint(nil, x).
@@ -496,6 +511,10 @@ func DecodeBin1(data []byte) (*Frame, error) {
 			f.Bytes, err = bin1Int64Value(v)
 		case tagError:
 			f.Error = str
+		case tagUpgrade:
+			f.Upgrade = str
+		case tagTrailers:
+			f.Trailers, err = bin1HeadersValue(v, str)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: bin1: field %s: %v", ErrMalformed, bin1Fields[tag].name, err)

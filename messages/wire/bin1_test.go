@@ -59,10 +59,12 @@ func fullFrame(typ string) Frame {
 			"X-Empty":      {""},
 			"X-None":       nil,
 		},
-		Body:   []byte(`{"text":"hello"}`),
-		Stream: true,
-		Bytes:  1 << 20,
-		Error:  "upstream: unexpected EOF",
+		Body:     []byte(`{"text":"hello"}`),
+		Stream:   true,
+		Bytes:    1 << 20,
+		Error:    "upstream: unexpected EOF",
+		Upgrade:  "websocket",
+		Trailers: map[string][]string{"Grpc-Status": {"0"}, "Grpc-Message": {"ok"}},
 	}
 }
 

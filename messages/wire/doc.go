@@ -59,6 +59,7 @@
 //	6 instance    7 index          8 resume        9 encodings      10 encoding
 //	11 offset     12 timestamp     13 method       14 path          15 status
 //	16 headers    17 body          18 stream       19 bytes         20 error
+//	21 upgrade    22 trailers
 //
 // Tag 0 and code 0 are never given. A decoder skips a field whose tag it does
 // not know, so that new optional fields need no new version; a known tag

@@ -235,6 +235,7 @@ type StreamReader struct {
 	credit  int64     // bytes the sender may still push: window + granted - pushed
 	drained int64     // bytes read but not yet granted back
 	end     error     // io.EOF after Finish, the failure after Fail
+	trailer map[string][]string // the stream_end's trailers
 	closed  bool
 	pushed  int64 // body bytes pushed so far, for a resume's offset
 	grant   func(n int64)
@@ -327,6 +328,31 @@ func (r *StreamReader) Rebind(grant func(n int64)) (offset, credit int64) {
 // the buffer is drained.
 func (r *StreamReader) Finish() {
 	r.endWith(io.EOF)
+}
+
+// FinishWith is Finish of a stream_end that carries trailers (see
+// Trailers).
+func (r *StreamReader) FinishWith(trailers map[string][]string) {
+	r.mu.Lock()
+	if r.end == nil {
+		r.trailer = trailers
+	}
+	r.mu.Unlock()
+	r.endWith(io.EOF)
+}
+
+// Trailers are the trailers of a stream that ended with them (FinishWith);
+// nil before its end or without any.
+func (r *StreamReader) Trailers() map[string][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.trailer
+}
+
+// Trailered is a body whose trailers are known once it has been read to
+// its end (an HTTP response's): a stream sender puts them in stream_end.
+type Trailered interface {
+	Trailers() map[string][]string
 }
 
 // Fail aborts the stream (stream_error, or the tunnel was lost): Read returns

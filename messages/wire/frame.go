@@ -101,6 +101,15 @@ type Frame struct {
 	Stream    bool                `json:"stream,omitempty"`
 	Bytes     int64               `json:"bytes,omitempty"`
 	Error     string              `json:"error,omitempty"`
+	// Upgrade, in a request, is the protocol the public client asks to
+	// switch to (its Upgrade header, e.g. "websocket"); the request's body
+	// stream then carries the client's bytes once the response is 101. In a
+	// 101 response it is the protocol switched to, and the response's body
+	// stream carries the service's bytes. See "Upgrades" in PROTOCOL.md.
+	Upgrade string `json:"upgrade,omitempty"`
+	// Trailers, in a stream_end, are the trailer fields of the body that
+	// ends (an HTTP response's trailers, e.g. grpc-status).
+	Trailers map[string][]string `json:"trailers,omitempty"`
 }
 
 // MaxExcerpt is the most bytes of one frame field that Excerpt keeps.

@@ -181,7 +181,11 @@ func (f *Forwarder) forward(ctx context.Context, s Sender, msg *messages.TunnelM
 	}
 	var bytesOut atomic.Int64
 	body := &countingReader{r: resp.Body, n: &bytesOut}
-	if resp.ContentLength >= 0 && resp.ContentLength <= f.inlineLimit {
+	// Trailers come after the body, in the stream's end: a response that
+	// announces them is streamed whatever its length.
+	if len(resp.Trailer) > 0 {
+		out.BodyStream = &trailered{countingReader: body, resp: resp}
+	} else if resp.ContentLength >= 0 && resp.ContentLength <= f.inlineLimit {
 		b, err := io.ReadAll(body)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -397,4 +401,18 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n.Add(int64(n))
 	return n, err
+}
+
+// trailered is a response body that tells its trailers once read to its
+// end (wire.Trailered): net/http fills resp.Trailer at the body's EOF.
+type trailered struct {
+	*countingReader
+	resp *http.Response
+}
+
+func (t *trailered) Trailers() map[string][]string {
+	if len(t.resp.Trailer) == 0 {
+		return nil
+	}
+	return withoutHopByHop(t.resp.Trailer)
 }

@@ -260,7 +260,7 @@ func (s *session) onStreamEnd(f *wire.Frame) {
 		return
 	}
 	if f.Type == wire.TypeStreamEnd {
-		c.body.Finish()
+		c.body.FinishWith(f.Trailers)
 	} else {
 		c.body.Fail(fmt.Errorf("supervisor: %s", f.Error))
 	}

@@ -164,6 +164,9 @@ func (p *Plane) sendBody(ctx context.Context, out *outStream, head *wire.Frame, 
 		}
 		if err == nil {
 			end := &wire.Frame{Type: wire.TypeStreamEnd, MessageID: out.id}
+			if t, ok := body.(wire.Trailered); ok {
+				end.Trailers = t.Trailers()
+			}
 			if bodyErr != io.EOF {
 				end = &wire.Frame{Type: wire.TypeStreamError, MessageID: out.id, Error: bodyErr.Error()}
 			}
