@@ -229,12 +229,12 @@ func (w *SendWindow) Close(err error) {
 // Close never block, so the goroutine reading the tunnel can call them.
 type StreamReader struct {
 	mu      sync.Mutex
-	arrived sync.Cond // signalled when a chunk arrives or the stream ends
-	chunks  [][]byte  // copies of pushed chunks, oldest first; chunks[0] may be partly read
-	batch   int64     // bytes to read before granting: half the window
-	credit  int64     // bytes the sender may still push: window + granted - pushed
-	drained int64     // bytes read but not yet granted back
-	end     error     // io.EOF after Finish, the failure after Fail
+	arrived sync.Cond           // signalled when a chunk arrives or the stream ends
+	chunks  [][]byte            // copies of pushed chunks, oldest first; chunks[0] may be partly read
+	batch   int64               // bytes to read before granting: half the window
+	credit  int64               // bytes the sender may still push: window + granted - pushed
+	drained int64               // bytes read but not yet granted back
+	end     error               // io.EOF after Finish, the failure after Fail
 	trailer map[string][]string // the stream_end's trailers
 	closed  bool
 	pushed  int64 // body bytes pushed so far, for a resume's offset
