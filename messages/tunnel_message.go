@@ -26,4 +26,9 @@ type TunnelMessage struct {
 	// streamed, it yields the body as it arrives and Body is nil.
 	BodyStream io.Reader
 	Error      string // error
+	// Upgrade, on a request, is the protocol the public client asks to
+	// switch to ("websocket"): BodyStream then carries the client's bytes
+	// once the answer is a 101. On a 101 response, the protocol switched
+	// to; its BodyStream carries the service's bytes. See PROTOCOL.md.
+	Upgrade string
 }

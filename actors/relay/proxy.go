@@ -359,6 +359,10 @@ func (p *proxyCall) tellDone(cancel bool) {
 }
 
 func (p *proxyCall) run(path string) {
+	if proto := upgradeOf(p.req); proto != "" {
+		p.runUpgrade(path, proto)
+		return
+	}
 	cfg := p.r.cfg
 	if p.req.ContentLength > cfg.MaxBody {
 		p.fail(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", cfg.MaxBody))

@@ -162,6 +162,9 @@ func (f *Forwarder) forward(ctx context.Context, s Sender, msg *messages.TunnelM
 	if err != nil {
 		return f.reject(ctx, s, msg.MessageID, http.StatusBadRequest, err.Error())
 	}
+	if msg.Upgrade != "" {
+		asUpgrade(req, msg)
+	}
 	resp, err := f.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -172,6 +175,9 @@ func (f *Forwarder) forward(ctx context.Context, s Sender, msg *messages.TunnelM
 		return r
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols && msg.Upgrade != "" {
+		return f.switched(ctx, s, msg, resp, &bytesIn)
+	}
 
 	out := &messages.TunnelMessage{
 		Type:      messages.TypeResponse,

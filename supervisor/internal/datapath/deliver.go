@@ -104,7 +104,7 @@ func (p *Plane) Deliver(in *actormsg.Inbound) {
 // it.
 func (p *Plane) messageOf(f *wire.Frame, via route) *messages.TunnelMessage {
 	msg := &messages.TunnelMessage{Type: f.Type, MessageID: f.MessageID, Method: f.Method, Path: f.Path,
-		Status: f.Status, Headers: f.Headers, Body: f.Body, Error: f.Error}
+		Status: f.Status, Headers: f.Headers, Body: f.Body, Error: f.Error, Upgrade: f.Upgrade}
 	if f.Stream {
 		id := f.MessageID
 		r := wire.NewStreamReader(p.cfg.Window, func(n int64) {

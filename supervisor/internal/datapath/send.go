@@ -120,7 +120,7 @@ func (p *Plane) frameOf(msg *messages.TunnelMessage) (*wire.Frame, io.Reader, er
 		return nil, nil, fmt.Errorf("%w: message_id longer than %d bytes", messages.ErrInvalidMessage, wire.MaxIDLength)
 	}
 	f := &wire.Frame{Type: msg.Type, MessageID: msg.MessageID, Method: msg.Method, Path: msg.Path,
-		Status: msg.Status, Headers: msg.Headers, Error: msg.Error}
+		Status: msg.Status, Headers: msg.Headers, Error: msg.Error, Upgrade: msg.Upgrade}
 	switch {
 	case msg.BodyStream != nil:
 		f.Stream = true
