@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/gorilla/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -56,6 +57,19 @@ func startUpstream(t testing.TB) *upstream {
 	mux.HandleFunc("/big", func(w http.ResponseWriter, _ *http.Request) {
 		for b := bigBody; len(b) > 0; b = b[32<<10:] {
 			_, _ = w.Write(b[:32<<10])
+		}
+	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for {
+			kind, msg, err := conn.ReadMessage()
+			if err != nil || conn.WriteMessage(kind, msg) != nil {
+				return
+			}
 		}
 	})
 	mux.HandleFunc("/progressive", func(w http.ResponseWriter, r *http.Request) {
@@ -142,6 +156,20 @@ func TestAnyNodeServesATunnel(t *testing.T) {
 					t.Errorf("node %s counted %v hops (%v), want at least 3", n.name, hops, err)
 				}
 			}
+			// A WebSocket through C: the upgrade is handed to A too.
+			ws, _, err := websocket.DefaultDialer.Dial("ws://"+nodes[2].addr+"/ws", nil)
+			if err != nil {
+				t.Fatalf("WebSocket through C: %v", err)
+			}
+			for _, kind := range []int{websocket.TextMessage, websocket.BinaryMessage} {
+				if err := ws.WriteMessage(kind, []byte("hello")); err != nil {
+					t.Fatal(err)
+				}
+				if got, msg, err := ws.ReadMessage(); err != nil || got != kind || string(msg) != "hello" {
+					t.Fatalf("WebSocket echo through C: %d %q %v", got, msg, err)
+				}
+			}
+			ws.Close()
 			// The first line of a progressive response reaches the client
 			// through C before the upstream has finished.
 			res, err := client.Get("http://" + nodes[2].addr + "/progressive")
