@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -79,12 +80,22 @@ type Config struct {
 
 	// AuthToken is the API key of the tunnel "default".
 	AuthToken string
-	// KeysFile names a file of "name key" lines (see auth.ParseKeys).
+	// KeysFile names a file of "name key [option=value ...]" lines (see
+	// auth.ParseTunnels): the options are the public access control of
+	// the tunnel (bearer=, basic=, allow=, rate=, burst=), enforced by the
+	// node a public request reaches first. Only this source has them.
 	KeysFile string
 	// Keys maps more tunnel names to their keys. The three sources are
 	// merged; a tunnel named twice is an error. Every key needs
 	// auth.MinKeyBits (128) of entropy (see auth.KeyBits).
 	Keys map[string]string
+
+	// Domain turns on host routing: a public request whose Host is
+	// NAME.Domain (in any case, port ignored) goes to tunnel NAME, its path
+	// as it is, before any /t/{name}/ prefix is looked at. The bare Domain
+	// and other hosts route by path as without it. Empty (the default):
+	// off. A DNS name, such as relay.example.
+	Domain string
 
 	// RequestTimeout bounds the wait for a response frame: 60 s (504 beyond).
 	RequestTimeout time.Duration
@@ -205,7 +216,8 @@ type Config struct {
 	// LogRate is how many lines of one message are logged per second, the
 	// rest counted: DefaultLogRate (10); 0 logs every line.
 	LogRate int
-	// Now is the clock of the per-address limits; nil means time.Now.
+	// Now is the clock of the per-address limits, and of the tunnels'
+	// rate= limits and verified basic credentials; nil means time.Now.
 	Now func() time.Time
 }
 
@@ -302,6 +314,9 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return errors.New("relay: TLSCertFile and TLSKeyFile go together")
 	}
+	if c.Domain != "" && !validDomain(c.Domain) {
+		return fmt.Errorf("relay: Domain must be a DNS name, such as relay.example; got %q", c.Domain)
+	}
 	if err := c.Fleet.validate(); err != nil {
 		return err
 	}
@@ -322,19 +337,29 @@ func (c Config) Validate() error {
 
 // keys merges the three sources of keys.
 func (c Config) keys() (map[string]string, error) {
-	keys := make(map[string]string)
+	tunnels, err := c.tunnels()
+	if err != nil {
+		return nil, err
+	}
+	return auth.Keys(tunnels), nil
+}
+
+// tunnels merges the three sources of keys; the tunnels of the keys file
+// bring their public access rules.
+func (c Config) tunnels() (map[string]auth.Tunnel, error) {
+	tunnels := make(map[string]auth.Tunnel)
 	if c.KeysFile != "" {
-		file, err := auth.LoadKeysFile(c.KeysFile)
+		file, err := auth.LoadTunnelsFile(c.KeysFile)
 		if err != nil {
 			return nil, err
 		}
-		maps.Copy(keys, file)
+		maps.Copy(tunnels, file)
 	}
 	add := func(name, key, source string) error {
-		if _, dup := keys[name]; dup {
+		if _, dup := tunnels[name]; dup {
 			return fmt.Errorf("relay: tunnel %q has a key from %s and another one", name, source)
 		}
-		keys[name] = key
+		tunnels[name] = auth.Tunnel{Key: key}
 		return nil
 	}
 	if c.AuthToken != "" {
@@ -347,7 +372,34 @@ func (c Config) keys() (map[string]string, error) {
 			return nil, err
 		}
 	}
-	return keys, nil
+	if err := auth.ValidateAccess(tunnels); err != nil {
+		return nil, err
+	}
+	return tunnels, nil
+}
+
+// validDomain reports whether d is a DNS name: dot-separated labels of 1
+// to 63 letters, digits and '-' (not at either end), 253 characters at
+// most, one trailing dot allowed, the last label not all digits (that
+// would be an IPv4 address).
+func validDomain(d string) bool {
+	d = strings.TrimSuffix(d, ".")
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	labels := strings.Split(d, ".")
+	for _, label := range labels {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	last := labels[len(labels)-1]
+	return strings.Trim(last, "0123456789") != ""
 }
 
 // encodings is what sessions accept besides JSON.

@@ -40,6 +40,10 @@ type metrics struct {
 	// hops counts public requests served through another node of a fleet.
 	hops    prometheus.Counter
 	tunnels map[string]bool
+
+	// accessDenied counts public requests refused by their tunnel's
+	// access rules (the keys file's options), by tunnel and reason.
+	accessDenied *prometheus.CounterVec
 }
 
 func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
@@ -91,6 +95,9 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		hops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tunnel_relay_fleet_hops_total", Help: "Public requests this node handed to another node of its fleet, which had the tunnel's session, and that were answered there.",
 		}),
+		accessDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_access_denied_total", Help: "Public requests refused by their tunnel's access rules, by tunnel and reason (address: 403; credentials: 401; rate: 429).",
+		}, []string{"tunnel", "reason"}),
 		tunnels: make(map[string]bool, len(tunnels)),
 	}
 	for name := range tunnels {
@@ -110,6 +117,7 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 	}, func() float64 { return float64(budget.Used()) })
 	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
 		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes, m.hops,
+		m.accessDenied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -31,13 +31,18 @@ import (
 const copyBuffer = 32 << 10
 
 // route picks the tunnel of a public request and the path (with its query)
-// the supervisor sees: /t/{name}/rest goes to tunnel name as /rest,
-// anything else to the default tunnel unchanged. The path is normalised
-// first (see normalPath), so that no dot segment reaches a tunnel or its
-// upstream. An empty path (an absolute-form target with none) is "/", as
-// RFC 9110 section 4.2.3 says. ok is false for a request target that is
-// not a path.
-func route(req *http.Request) (tunnel, path string, ok bool) {
+// the supervisor sees, by path alone: routeHost without host routing.
+func route(req *http.Request) (tunnel, path string, ok bool) { return routeHost(req, hostRoutes{}) }
+
+// routeHost picks the tunnel of a public request and the path (with its
+// query) the supervisor sees, in this order: a Host NAME.{domain} goes to
+// tunnel NAME with its path as it is (see hostRoutes); else /t/{name}/rest
+// goes to tunnel name as /rest; anything else to the default tunnel
+// unchanged. The path is normalised first (see normalPath), so that no dot
+// segment reaches a tunnel or its upstream. An empty path (an
+// absolute-form target with none) is "/", as RFC 9110 section 4.2.3 says.
+// ok is false for a request target that is not a path.
+func routeHost(req *http.Request, hosts hostRoutes) (tunnel, path string, ok bool) {
 	escaped := req.URL.EscapedPath()
 	if escaped == "" && req.URL.Opaque == "" && req.URL.Host != "" {
 		escaped = "/"
@@ -47,7 +52,9 @@ func route(req *http.Request) (tunnel, path string, ok bool) {
 		return "", "", false
 	}
 	tunnel = wire.DefaultTunnel
-	if rest, found := strings.CutPrefix(path, "/t/"); found {
+	if name, found := hosts.tunnel(req.Host); found {
+		tunnel = name
+	} else if rest, found := strings.CutPrefix(path, "/t/"); found {
 		if name, tail, _ := strings.Cut(rest, "/"); name != "" {
 			tunnel, path = name, "/"+tail
 		}
@@ -249,7 +256,7 @@ type proxyCall struct {
 
 func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	tunnel, path, ok := route(req)
+	tunnel, path, ok := routeHost(req, r.hosts)
 	p := &proxyCall{r: r, w: w, req: req, rc: http.NewResponseController(w), tunnel: tunnel}
 	defer func() { r.metrics.observe(tunnel, p.status, time.Since(start)) }()
 	switch {
@@ -259,6 +266,8 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 		// Told apart from a tunnel that is down, which is held for a
 		// while: a client that mistyped a name learns it at once.
 		p.fail(http.StatusNotFound, unknownTunnel(tunnel))
+	case !p.admitted():
+		// Refused by the tunnel's access rules (401, 403, 429; see access.go).
 	case !r.slots.take(tunnel):
 		p.fail(http.StatusServiceUnavailable, r.slots.refusal(tunnel))
 	default:

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 
+	"github.com/enhanced-tunnel/tunnel/actors/relay/auth"
 	"github.com/enhanced-tunnel/tunnel/internal/batchconn"
 	"github.com/enhanced-tunnel/tunnel/messages/relaymsg"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
@@ -52,6 +53,8 @@ type Relay struct {
 	metrics  *metrics
 	proxies  proxies
 	slots    slots // public requests in flight per tunnel
+	hosts    hostRoutes
+	access   *access
 	srv      *http.Server
 	listener net.Listener
 	admin    *http.Server // nil without an admin listener
@@ -76,10 +79,11 @@ func Start(cfg Config) (*Relay, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	keys, err := cfg.keys()
+	tunnels, err := cfg.tunnels()
 	if err != nil {
 		return nil, err
 	}
+	keys := auth.Keys(tunnels)
 	var tlsConfig *tls.Config
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -121,6 +125,8 @@ func Start(cfg Config) (*Relay, error) {
 		metrics:  m,
 		proxies:  proxies(cfg.TrustedProxies),
 		slots:    slots{limit: cfg.MaxConcurrent, tunnels: m.tunnels, inFlight: m.inFlight},
+		hosts:    newHostRoutes(cfg.Domain, keys),
+		access:   newAccess(tunnels, cfg.Now, m.accessDenied),
 		listener: ln,
 		adminLn:  adminLn,
 		fleet:    node,

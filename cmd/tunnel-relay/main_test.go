@@ -37,6 +37,12 @@ func TestFlagsOverEnvironmentOverDefaults(t *testing.T) {
 				c.RetryIdempotent && c.ResumeTimeout == 15*time.Second && !c.Pprof
 		}, ""},
 		{"pprof flag", []string{"-pprof"}, nil, func(o *options) bool { return o.relay.Pprof }, ""},
+		{"no domain by default", nil, nil, func(o *options) bool { return o.relay.Domain == "" }, ""},
+		{"domain flag", []string{"-domain", "relay.example"}, nil, func(o *options) bool { return o.relay.Domain == "relay.example" }, ""},
+		{"domain from the environment", nil, map[string]string{"RELAY_DOMAIN": "tunnels.example.org"},
+			func(o *options) bool { return o.relay.Domain == "tunnels.example.org" }, ""},
+		{"domain flag beats environment", []string{"-domain", "a.example"}, map[string]string{"RELAY_DOMAIN": "b.example"},
+			func(o *options) bool { return o.relay.Domain == "a.example" }, ""},
 		{"pprof from the environment", nil, map[string]string{"RELAY_PPROF": "true"}, func(o *options) bool { return o.relay.Pprof }, ""},
 		{"high availability flags", []string{"-max-sessions-per-tunnel", "4", "-hold-timeout", "0", "-max-held", "8", "-max-held-bytes", "1024", "-retry-idempotent=false", "-resume-timeout", "0"}, nil,
 			func(o *options) bool {
@@ -120,6 +126,7 @@ func TestHelpListsEveryFlagWithItsEnvironmentVariableAndDefault(t *testing.T) {
 		"-listen", "env RELAY_LISTEN, default 127.0.0.1:8080",
 		"-auth-token", "env AUTH_TOKEN, default \"\"",
 		"-keys-file", "env RELAY_KEYS_FILE",
+		"-domain", "env RELAY_DOMAIN, default \"\"",
 		"-request-timeout", "env RELAY_REQUEST_TIMEOUT, default 1m0s",
 		"-auth-timeout", "env RELAY_AUTH_TIMEOUT, default 10s",
 		"-heartbeat-timeout", "env RELAY_HEARTBEAT_TIMEOUT, default 30s",
@@ -206,5 +213,15 @@ func TestRunRefusesAnInvalidConfiguration(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "no API keys") {
 		t.Fatalf("output %q", out.String())
+	}
+}
+
+func TestRunRefusesADomainThatIsNotADNSName(t *testing.T) {
+	for _, domain := range []string{"relay_example.com", "-relay.example", "relay..example", "192.0.2.1", "relay.example:8080"} {
+		var out bytes.Buffer
+		code := run(context.Background(), []string{"-listen", "127.0.0.1:0", "-admin-listen", "", "-domain", domain}, env(map[string]string{"AUTH_TOKEN": secretKey}), &out)
+		if code != 1 || !strings.Contains(out.String(), "Domain must be a DNS name") {
+			t.Errorf("-domain %q: exit %d, output %q; want 1 and the reason", domain, code, out.String())
+		}
 	}
 }

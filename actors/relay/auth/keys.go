@@ -31,48 +31,95 @@ func ValidName(name string) bool {
 	return true
 }
 
-// ParseKeys reads a keys file: one "name key" pair per line, separated by
-// spaces or tabs. Blank lines and lines starting with '#' are ignored, and
-// so is anything after the key that starts with '#'. Errors name the line,
-// never the key.
-func ParseKeys(r io.Reader) (map[string]string, error) {
-	keys := make(map[string]string)
+// ParseTunnels reads a keys file: one tunnel per line, its name, its key,
+// then the options of its public access control, each name=value:
+//
+//	NAME KEY [bearer=TOKEN]... [basic=USER:BCRYPT_HASH]... [allow=CIDR[,CIDR]]... [rate=N/s|N/m|N/h] [burst=N]
+//
+// separated by spaces or tabs. Any one bearer token or basic user admits
+// (bearer tokens need MinKeyBits, as keys do); allow networks add up (an
+// address is a network of itself); rate and burst come once each, burst
+// only with a rate, and by default the rate per second rounded up, at
+// least 1. Blank lines and lines starting with '#' are ignored, and so is
+// anything from a field starting with '#' after the key. Errors name the
+// line and the field, never a key, a token or a hash.
+func ParseTunnels(r io.Reader) (map[string]Tunnel, error) {
+	tunnels := make(map[string]Tunnel)
 	sc := bufio.NewScanner(r)
 	for line := 1; sc.Scan(); line++ {
 		fields := strings.Fields(sc.Text())
 		if len(fields) == 0 || strings.HasPrefix(fields[0], "#") {
 			continue
 		}
-		if len(fields) < 2 || (len(fields) > 2 && !strings.HasPrefix(fields[2], "#")) {
-			return nil, fmt.Errorf("auth: keys line %d: want \"name key\"", line)
+		if len(fields) < 2 {
+			return nil, fmt.Errorf("auth: keys line %d: want \"name key [option=value ...]\"", line)
 		}
 		name := fields[0]
 		if !ValidName(name) {
 			return nil, fmt.Errorf("auth: keys line %d: invalid tunnel name %q (letters, digits, '-', '_', '.'; at most %d)", line, name, MaxNameLength)
 		}
-		if _, dup := keys[name]; dup {
+		if _, dup := tunnels[name]; dup {
 			return nil, fmt.Errorf("auth: keys line %d: tunnel %q listed twice", line, name)
 		}
-		keys[name] = fields[1]
+		t := Tunnel{Key: fields[1]}
+		opts := lineOptions{a: &t.Access, tokens: map[digest]bool{}, users: map[digest]bool{}}
+		for i, field := range fields[2:] {
+			if strings.HasPrefix(field, "#") {
+				break
+			}
+			opt, value, found := strings.Cut(field, "=")
+			if !found {
+				// Not quoted: a stray field may well be a secret.
+				return nil, fmt.Errorf("auth: keys line %d: field %d is not an option: want \"name key [option=value ...]\"", line, i+3)
+			}
+			if err := opts.option(i+3, opt, value); err != nil {
+				return nil, fmt.Errorf("auth: keys line %d (tunnel %q): %w", line, name, err)
+			}
+		}
+		if err := opts.finish(); err != nil {
+			return nil, fmt.Errorf("auth: keys line %d (tunnel %q): %w", line, name, err)
+		}
+		tunnels[name] = t
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("auth: reading keys: %w", err)
 	}
-	return keys, nil
+	return tunnels, nil
 }
 
-// LoadKeysFile parses the keys file at path (see ParseKeys).
-func LoadKeysFile(path string) (map[string]string, error) {
+// ParseKeys reads a keys file (see ParseTunnels) into its tunnel -> key
+// map. It drops the access options: a caller that serves public requests
+// wants ParseTunnels.
+func ParseKeys(r io.Reader) (map[string]string, error) {
+	tunnels, err := ParseTunnels(r)
+	if err != nil {
+		return nil, err
+	}
+	return Keys(tunnels), nil
+}
+
+// LoadTunnelsFile parses the keys file at path (see ParseTunnels).
+func LoadTunnelsFile(path string) (map[string]Tunnel, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("auth: %w", err)
 	}
 	defer f.Close()
-	keys, err := ParseKeys(f)
+	tunnels, err := ParseTunnels(f)
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
-	return keys, nil
+	return tunnels, nil
+}
+
+// LoadKeysFile parses the keys file at path into its tunnel -> key map
+// (see ParseKeys).
+func LoadKeysFile(path string) (map[string]string, error) {
+	tunnels, err := LoadTunnelsFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Keys(tunnels), nil
 }
 
 // MinKeyBits is the least entropy a key must have, as KeyBits estimates
