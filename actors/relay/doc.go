@@ -5,8 +5,16 @@
 // The public front (Config.Listen) serves:
 //
 //	/tunnel    WebSocket endpoint for supervisors (PROTOCOL.md)
+//	{name}.{Config.Domain}, any path: public requests for tunnel {name},
+//	           path untouched (host routing, with a Domain set)
 //	/t/{name}/ public requests for tunnel {name}, prefix stripped
 //	anything else: public requests for the tunnel "default"
+//
+// A tunnel's keys-file line may lock its public side (see auth.Access):
+// client networks, bearer tokens or basic users, a request rate. The front
+// checks them before a request takes a place (403, 401, 429). Public
+// requests may be WebSocket upgrades (runUpgrade) and responses may carry
+// trailers.
 //
 // and the admin listener (Config.AdminListen), apart because they tell
 // which tunnels exist and are up:
