@@ -5,12 +5,14 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
@@ -129,6 +131,20 @@ type Config struct {
 	Window       int64         // per-stream flow-control window; default 1 MiB
 
 	TLSConfig *tls.Config // for wss://; nil uses the system roots
+	// Proxy chooses the proxy each connection reaches its relay through,
+	// as http.Transport's Proxy does: it gets a request for the relay URL
+	// (scheme http for ws://, https for wss://) and returns the proxy's URL,
+	// or nil to dial the relay directly. An http:// proxy is asked for a
+	// CONNECT tunnel, with Basic Proxy-Authorization when its URL has a
+	// user and password (http://user:pass@proxy:3128); a socks5:// proxy
+	// is supported too. TLS to a wss:// relay runs inside the tunnel, end
+	// to end. Nil: http.ProxyFromEnvironment (HTTPS_PROXY, HTTP_PROXY,
+	// NO_PROXY, read once per process; loopback relays are always
+	// direct), unless NetDialContext is set: a network of the caller's
+	// own has no use for the environment's proxy, and nil is then none.
+	// DirectProxy never uses one; ParseProxy and ProxyFromEnv make the
+	// others the binary offers. Validate calls it once per relay URL.
+	Proxy func(*http.Request) (*url.URL, error)
 	// NetDialContext replaces the TCP dialer (tests hand out in-memory pipes).
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -293,8 +309,131 @@ func (c Config) Validate() error {
 	if c.PingInterval < 0 {
 		return bad("PingInterval must not be negative, got %v", c.PingInterval)
 	}
+	for i, raw := range c.URLs() {
+		p, err := c.ProxyFor(raw)
+		switch {
+		case err != nil:
+			// The setting's own error quotes it, password and all.
+			return bad("the proxy for relay URL %d is not a valid URL (check -proxy, HTTPS_PROXY and HTTP_PROXY; the value is not repeated here as it may hold a password)", i)
+		case p == nil:
+		case p.Scheme != "http" && p.Scheme != "socks5":
+			return bad("proxy %s: only http:// and socks5:// proxies are supported (TLS to a wss:// relay runs inside the proxy's tunnel)", p.Redacted())
+		case p.Host == "":
+			return bad("proxy %s has no host", p.Redacted())
+		}
+	}
 	if c.HeartbeatTimeout <= c.HeartbeatInterval {
 		return bad("HeartbeatTimeout (%v) must exceed HeartbeatInterval (%v)", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
 	return nil
+}
+
+// ProxyFor is the proxy the connections to relayURL go through, nil for
+// none: what Proxy (or its default) chooses for it.
+func (c Config) ProxyFor(relayURL string) (*url.URL, error) {
+	u, err := url.Parse(relayURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: relay URL does not parse", ErrInvalidConfig)
+	}
+	// What the WebSocket dialer hands Proxy: the URL with its HTTP scheme.
+	r := *u
+	switch r.Scheme {
+	case "ws":
+		r.Scheme = "http"
+	case "wss":
+		r.Scheme = "https"
+	}
+	return c.proxy()(&http.Request{Method: http.MethodGet, URL: &r, Host: r.Host, Header: http.Header{}})
+}
+
+// proxy is Proxy, or its default.
+func (c Config) proxy() func(*http.Request) (*url.URL, error) {
+	switch {
+	case c.Proxy != nil:
+		return c.Proxy
+	case c.NetDialContext != nil:
+		return DirectProxy
+	}
+	return http.ProxyFromEnvironment
+}
+
+// DirectProxy is a Config.Proxy that uses none: every connection dials its
+// relay, whatever the environment says.
+func DirectProxy(*http.Request) (*url.URL, error) { return nil, nil }
+
+// ParseProxy reads a proxy setting as the binary's -proxy flag takes it:
+// "direct" or "none" is DirectProxy; anything else is the URL of the proxy
+// every connection goes through, http://[user:pass@]host:port or
+// socks5://[user:pass@]host:port (NO_PROXY does not apply to it). Its
+// errors never hold the URL's password.
+func ParseProxy(s string) (func(*http.Request) (*url.URL, error), error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "direct", "none":
+		return DirectProxy, nil
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		// url.Parse's error quotes the URL, password and all.
+		return nil, fmt.Errorf("%w: the proxy URL does not parse (want http://[user:pass@]host:port, socks5://host:port, direct or none)", ErrInvalidConfig)
+	case u.Scheme != "http" && u.Scheme != "socks5":
+		return nil, fmt.Errorf("%w: proxy %s: want http://[user:pass@]host:port, socks5://host:port, direct or none", ErrInvalidConfig, u.Redacted())
+	case u.Host == "" || u.Hostname() == "":
+		return nil, fmt.Errorf("%w: proxy %s has no host", ErrInvalidConfig, u.Redacted())
+	case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("%w: proxy %s: want only a scheme, host and port (and user:pass)", ErrInvalidConfig, u.Redacted())
+	}
+	return http.ProxyURL(u), nil
+}
+
+// ProxyFromEnv is http.ProxyFromEnvironment over the variables getenv
+// returns, read now rather than once per process: HTTPS_PROXY for wss://
+// relays, HTTP_PROXY for ws:// ones (a value without a scheme is http://),
+// none for the hosts NO_PROXY lists nor for loopback relays; each upper
+// case name first, then lower case. One difference: a value that does not
+// parse is an error (which Validate reports) where Go would ignore it and
+// dial directly.
+func ProxyFromEnv(getenv func(string) string) func(*http.Request) (*url.URL, error) {
+	either := func(name string) (string, error) {
+		v := getenv(name)
+		if v == "" {
+			name = strings.ToLower(name)
+			v = getenv(name)
+		}
+		return v, checkEnvProxy(name, v)
+	}
+	httpProxy, httpErr := either("HTTP_PROXY")
+	httpsProxy, httpsErr := either("HTTPS_PROXY")
+	noProxy, _ := either("NO_PROXY")
+	proxyFunc := (&httpproxy.Config{
+		HTTPProxy:  httpProxy,
+		HTTPSProxy: httpsProxy,
+		NoProxy:    noProxy,
+		CGI:        getenv("REQUEST_METHOD") != "",
+	}).ProxyFunc()
+	return func(r *http.Request) (*url.URL, error) {
+		switch {
+		case r.URL.Scheme == "https" && httpsErr != nil:
+			return nil, httpsErr
+		case r.URL.Scheme == "http" && httpErr != nil:
+			return nil, httpErr
+		}
+		return proxyFunc(r.URL)
+	}
+}
+
+// checkEnvProxy reports a proxy variable that Go's proxy functions would
+// ignore: one that parses neither as it is nor after "http://". The error
+// names the variable, not its value (which may hold a password).
+func checkEnvProxy(name, v string) error {
+	if v == "" || name == "no_proxy" {
+		return nil
+	}
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+		return nil
+	}
+	if _, err := url.Parse("http://" + v); err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s does not parse as a URL", name)
 }

@@ -99,5 +99,6 @@ func connectionProps(e env, conn int) *actor.Props {
 		WriteTimeout: c.WriteTimeout, CloseTimeout: c.CloseTimeout, ReadLimit: c.ReadLimit,
 		WriteBufferSize: connection.DefaultBufferSize, ReadBufferSize: connection.DefaultBufferSize,
 		TLSConfig: c.TLSConfig, NetDialContext: c.NetDialContext, Logger: c.Logger,
+		Proxy: c.proxy(),
 	})
 }

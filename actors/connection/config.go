@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -79,7 +81,13 @@ type Config struct {
 	// NetDialContext opens the TCP connection; nil uses the real network.
 	// Tests hand out in-memory pipes here.
 	NetDialContext func(ctx context.Context, network, addr string) (net.Conn, error)
-	Logger         *logrus.Logger // nil discards logs
+	// Proxy chooses the proxy to reach URL through, as the WebSocket
+	// dialer's Proxy (an http:// proxy's CONNECT, with Basic
+	// Proxy-Authorization from its URL's user and password, or socks5://);
+	// NetDialContext then dials the proxy. Nil, or a nil URL: none. A
+	// failure on the way through the proxy is a *ProxyError.
+	Proxy  func(*http.Request) (*url.URL, error)
+	Logger *logrus.Logger // nil discards logs
 }
 
 // DefaultConfig returns a Config with every default set: Tunnel "default",

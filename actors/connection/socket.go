@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -92,11 +95,13 @@ func (s *socket) run(send func(any), deliver func(*actormsg.Inbound)) {
 		ReadBufferSize:  s.cfg.ReadBufferSize,
 		WriteBufferSize: s.cfg.WriteBufferSize,
 	}
+	ctx, proxyFailure := s.viaProxy(ctx, &dialer)
 	ws, resp, err := dialer.DialContext(ctx, s.cfg.URL, nil)
 	if err != nil {
 		if resp != nil && errors.Is(err, websocket.ErrBadHandshake) {
 			err = &UpgradeError{StatusCode: resp.StatusCode}
 		}
+		err = proxyFailure(err)
 		send(&sockFailed{sock: s, phase: PhaseDialing, err: err})
 		return
 	}
@@ -132,6 +137,63 @@ func (s *socket) run(send func(any), deliver func(*actormsg.Inbound)) {
 		deliver(in)
 	})
 	send(&sockFailed{sock: s, phase: PhaseAuthenticated, err: err})
+}
+
+// ProxyError is a failure on the way through the proxy, before the tunnel to
+// the relay was open: the proxy could not be reached, or refused the
+// CONNECT (its answer's reason, e.g. "Proxy Authentication Required" for a
+// missing or wrong password). Its text names the proxy by host and port
+// only, never its user or password.
+type ProxyError struct {
+	Proxy string // the proxy's host[:port]; empty when the setting itself failed
+	Err   error
+}
+
+func (e *ProxyError) Error() string {
+	if e.Proxy == "" {
+		return "connection: proxy: " + e.Err.Error()
+	}
+	return "connection: proxy " + e.Proxy + ": " + e.Err.Error()
+}
+
+func (e *ProxyError) Unwrap() error { return e.Err }
+
+// errProxySetting replaces the error of Config.Proxy, whose text may quote
+// the setting, password and all.
+var errProxySetting = errors.New("the proxy setting is not valid (not repeated here: it may hold a password)")
+
+// viaProxy gives d the configured Proxy and returns ctx, traced, with the
+// function that turns d's error into a *ProxyError when it happened before
+// the tunnel through the proxy was open. Without a Proxy both are as they
+// were. The dialer calls the hooks in the caller's goroutine.
+func (s *socket) viaProxy(ctx context.Context, d *websocket.Dialer) (context.Context, func(error) error) {
+	if s.cfg.Proxy == nil {
+		return ctx, func(err error) error { return err }
+	}
+	var (
+		proxy    *url.URL
+		badProxy bool
+		through  bool // the dialer has its connection: through the proxy, if any
+	)
+	d.Proxy = func(r *http.Request) (*url.URL, error) {
+		u, err := s.cfg.Proxy(r)
+		if err != nil {
+			badProxy = true
+			return nil, errProxySetting
+		}
+		proxy = u
+		return u, nil
+	}
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { through = true }})
+	return ctx, func(err error) error {
+		switch {
+		case badProxy:
+			return &ProxyError{Err: err}
+		case proxy == nil || through:
+			return err
+		}
+		return &ProxyError{Proxy: proxy.Host, Err: err}
+	}
 }
 
 // dial opens the TCP connection and keeps it, so that Stop can close it even

@@ -14,6 +14,7 @@ import (
 
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
+	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
 )
 
 const (
@@ -56,7 +57,8 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	o := &options{agent: agent.DefaultConfig()}
 	def, tc := o.agent.Tunnel, &o.agent.Tunnel
 	var relayURLs []string
-	var apiKey, apiKeyFile, policy, caFile, logLevel, logFormat string
+	var apiKey, apiKeyFile, policy, caFile, logLevel, logFormat, proxy string
+	var routes []string
 
 	fs := flag.NewFlagSet("tunnel-supervisor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -68,7 +70,12 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&apiKey, "api-key", "", "API key the relay knows this tunnel by")
 	fs.StringVar(&apiKeyFile, "api-key-file", "", "file holding the API key")
 	fs.StringVar(&tc.Tunnel, "tunnel", def.Tunnel, "tunnel name sent to the relay")
-	fs.StringVar(&o.agent.Forward, "forward", o.agent.Forward, "base URL of the local upstream (the TTS server)")
+	fs.StringVar(&o.agent.Forward, "forward", o.agent.Forward,
+		"base URL of the local upstream (the TTS server); with -route, the catch-all after the rules, none when not given")
+	fs.Var(ruleList{&routes}, "route",
+		"ingress `rule` [HOST]/PREFIX=URL[,strip][,insecure], repeatable, tried in order before -forward; URL is http://, https://, ws://, wss:// or unix:/path/to.sock (in the environment: rules separated by spaces or ';')")
+	fs.StringVar(&proxy, "proxy", "",
+		"`URL` of the proxy to reach the relays through, http://[user:pass@]host:port or socks5://host:port; direct or none: no proxy (default: HTTPS_PROXY, HTTP_PROXY and NO_PROXY)")
 	fs.StringVar(&o.listen, "listen", defaultListen, "address of /health, /status and /metrics")
 	fs.BoolVar(&o.agent.Profiling, "pprof", false, "also serve Go's profiles under /debug/pprof/ on -listen (keep -listen private)")
 	fs.DurationVar(&tc.HeartbeatInterval, "heartbeat-interval", def.HeartbeatInterval, "time between heartbeats")
@@ -131,6 +138,23 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	default:
 		return nil, fmt.Errorf("-reconnect-policy must be flat or exponential, got %q", policy)
 	}
+	for _, spec := range routes {
+		rules, err := forward.ParseRules(spec)
+		if err != nil {
+			return nil, fmt.Errorf("-route: %w", err)
+		}
+		o.agent.Routes = append(o.agent.Routes, rules...)
+	}
+	if len(o.agent.Routes) > 0 && !isSet(fs, "forward") {
+		o.agent.Forward = "" // with rules, no catch-all unless asked for
+	}
+	if proxy != "" {
+		if tc.Proxy, err = supervisor.ParseProxy(proxy); err != nil {
+			return nil, fmt.Errorf("-proxy: %w", err)
+		}
+	} else {
+		tc.Proxy = supervisor.ProxyFromEnv(getenv)
+	}
 	if caFile != "" {
 		if tc.TLSConfig, err = loadRoots(caFile); err != nil {
 			return nil, err
@@ -173,6 +197,24 @@ func (l urlList) Set(v string) error {
 		urls[i] = strings.TrimSpace(u)
 	}
 	*l.urls = urls
+	return nil
+}
+
+// ruleList is the -route flag: repeatable, each value one rule or several
+// separated by spaces or ';'. Set never fails, so that the flag package
+// never repeats a rule (whose URL may hold a password) in an error; the
+// rules are parsed once all flags are read.
+type ruleList struct{ specs *[]string }
+
+func (l ruleList) String() string {
+	if l.specs == nil {
+		return ""
+	}
+	return strings.Join(*l.specs, " ")
+}
+
+func (l ruleList) Set(v string) error {
+	*l.specs = append(*l.specs, v)
 	return nil
 }
 

@@ -231,3 +231,174 @@ func TestRunExitCodes(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestRouteOptions(t *testing.T) {
+	base := map[string]string{"TUNNEL_RELAY_URL": "ws://relay:8080/tunnel", "TUNNEL_API_KEY": secret}
+	with := func(kv map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range kv {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name        string
+		args        []string
+		env         map[string]string
+		wantRoutes  []string // each rule's String, in order
+		wantForward string
+		wantErr     string
+	}{
+		{name: "no route", env: base, wantForward: "http://127.0.0.1:8000"},
+		{name: "repeated flag, no catch-all", env: base,
+			args:       []string{"-route", "/v1/tts=http://127.0.0.1:8000", "-route", "/ws=ws://127.0.0.1:8001", "-route", "api.example.com/=unix:/run/api.sock"},
+			wantRoutes: []string{"/v1/tts=http://127.0.0.1:8000", "/ws=ws://127.0.0.1:8001", "api.example.com/=unix:/run/api.sock"}},
+		{name: "options, and -forward as the catch-all", env: base,
+			args:       []string{"-route", "/v1=https://127.0.0.1:8443,insecure,strip", "-forward", "http://127.0.0.1:7000"},
+			wantRoutes: []string{"/v1=https://127.0.0.1:8443,strip,insecure"}, wantForward: "http://127.0.0.1:7000"},
+		{name: "env, separated by spaces and semicolons", env: with(map[string]string{
+			"TUNNEL_ROUTE": "/a=http://127.0.0.1:1;/b=http://127.0.0.1:2,strip\n  *.example.com/=unix:/run/x.sock"}),
+			wantRoutes: []string{"/a=http://127.0.0.1:1", "/b=http://127.0.0.1:2,strip", "*.example.com/=unix:/run/x.sock"}},
+		{name: "env catch-all", env: with(map[string]string{"TUNNEL_ROUTE": "/a=http://127.0.0.1:1", "TUNNEL_FORWARD": "http://127.0.0.1:9"}),
+			wantRoutes: []string{"/a=http://127.0.0.1:1"}, wantForward: "http://127.0.0.1:9"},
+		{name: "flag beats env", args: []string{"-route", "/f=http://127.0.0.1:1"}, env: with(map[string]string{"TUNNEL_ROUTE": "/e=http://127.0.0.1:2"}),
+			wantRoutes: []string{"/f=http://127.0.0.1:1"}},
+		{name: "blank env", env: with(map[string]string{"TUNNEL_ROUTE": " ; "}), wantForward: "http://127.0.0.1:8000"},
+		{name: "bad rule named", args: []string{"-route", "/a=http://127.0.0.1:1", "-route", "/b=ftp://127.0.0.1:2"}, env: base,
+			wantErr: `-route: invalid route "/b=ftp://127.0.0.1:2"`},
+		{name: "bad rule in env", env: with(map[string]string{"TUNNEL_ROUTE": "/a=http://127.0.0.1:1 nothing"}),
+			wantErr: `invalid route "nothing"`},
+		{name: "unknown option", args: []string{"-route", "/a=http://127.0.0.1:1,fast"}, env: base, wantErr: `unknown option "fast"`},
+		{name: "password not repeated", args: []string{"-route", "/a=http://u:" + secret + "@127.0.0.1:1,fast"}, env: base,
+			wantErr: `"/a=http://u:xxxxx@127.0.0.1:1,fast"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseOptions(tc.args, env(tc.env), &stderr)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), secret) || strings.Contains(stderr.String(), secret) {
+					t.Fatalf("a secret leaked into the error: %v %s", err, stderr.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range o.agent.Routes {
+				got = append(got, r.String())
+			}
+			if !slices.Equal(got, tc.wantRoutes) || o.agent.Forward != tc.wantForward {
+				t.Errorf("routes %q forward %q, want %q and %q", got, o.agent.Forward, tc.wantRoutes, tc.wantForward)
+			}
+		})
+	}
+}
+
+func TestProxyOptions(t *testing.T) {
+	base := map[string]string{"TUNNEL_RELAY_URL": "wss://relay.example:443/tunnel,ws://relay.example:80/tunnel", "TUNNEL_API_KEY": secret}
+	with := func(kv map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range kv {
+			m[k] = v
+		}
+		return m
+	}
+	corp := map[string]string{"HTTPS_PROXY": "http://s-proxy:3128", "HTTP_PROXY": "http://h-proxy:3128"}
+	tests := []struct {
+		name      string
+		args      []string
+		env       map[string]string
+		wantWSS   string // the proxy for the wss:// relay; "" for direct
+		wantWS    string // for the ws:// relay
+		wantErr   string
+		relayURLs string // replaces TUNNEL_RELAY_URL when set
+	}{
+		{name: "no proxy", env: base},
+		{name: "HTTPS_PROXY and HTTP_PROXY", env: with(corp), wantWSS: "http://s-proxy:3128", wantWS: "http://h-proxy:3128"},
+		{name: "lower case names", env: with(map[string]string{"https_proxy": "http://lower:1"}), wantWSS: "http://lower:1"},
+		{name: "upper case first", env: with(map[string]string{"HTTPS_PROXY": "http://upper:1", "https_proxy": "http://lower:1"}), wantWSS: "http://upper:1"},
+		{name: "scheme-less proxy is http", env: with(map[string]string{"HTTPS_PROXY": "s-proxy:3128"}), wantWSS: "http://s-proxy:3128"},
+		{name: "NO_PROXY", env: with(map[string]string{"HTTPS_PROXY": "http://s-proxy:3128", "NO_PROXY": "other.example,.example"})},
+		{name: "NO_PROXY of another host", env: with(map[string]string{"HTTPS_PROXY": "http://s-proxy:3128", "no_proxy": "other.example"}),
+			wantWSS: "http://s-proxy:3128"},
+		{name: "loopback relays are direct", env: with(map[string]string{"HTTPS_PROXY": "http://s-proxy:3128", "TUNNEL_RELAY_URL": "wss://127.0.0.1:8443/tunnel,ws://localhost:80/tunnel"})},
+		{name: "-proxy wins over the environment", args: []string{"-proxy", "http://user:pw@flag-proxy:8080"},
+			env:     with(map[string]string{"HTTPS_PROXY": "http://s-proxy:3128", "NO_PROXY": "relay.example"}),
+			wantWSS: "http://user:pw@flag-proxy:8080", wantWS: "http://user:pw@flag-proxy:8080"},
+		{name: "TUNNEL_PROXY", env: with(map[string]string{"TUNNEL_PROXY": "socks5://socks:1080", "HTTPS_PROXY": "http://s-proxy:3128"}),
+			wantWSS: "socks5://socks:1080", wantWS: "socks5://socks:1080"},
+		{name: "-proxy beats TUNNEL_PROXY", args: []string{"-proxy", "http://flag:1"}, env: with(map[string]string{"TUNNEL_PROXY": "http://env:1"}),
+			wantWSS: "http://flag:1", wantWS: "http://flag:1"},
+		{name: "-proxy direct", args: []string{"-proxy", "direct"}, env: with(corp)},
+		{name: "TUNNEL_PROXY none", env: with(map[string]string{"TUNNEL_PROXY": "none", "HTTPS_PROXY": "http://s-proxy:3128"})},
+		{name: "https proxy refused", args: []string{"-proxy", "https://u:" + secret + "@p:1"}, env: base,
+			wantErr: "-proxy: tunnel: invalid config: proxy https://u:xxxxx@p:1: want http://"},
+		{name: "proxy without a scheme refused", args: []string{"-proxy", "p:3128"}, env: base, wantErr: "want http://"},
+		{name: "proxy with a path refused", args: []string{"-proxy", "http://p:1/x"}, env: base, wantErr: "only a scheme, host and port"},
+		{name: "unparsable proxy", args: []string{"-proxy", "http://u:" + secret + "@[::1"}, env: base, wantErr: "does not parse"},
+		{name: "unsupported proxy in the environment", env: with(map[string]string{"HTTPS_PROXY": "https://u:" + secret + "@p:1"}),
+			wantErr: "proxy https://u:xxxxx@p:1: only http:// and socks5://"},
+		{name: "unparsable proxy in the environment", env: with(map[string]string{"HTTPS_PROXY": "http://u:" + secret + "@p:1\x7f"}),
+			wantErr: "the proxy for relay URL 0 is not a valid URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			o, err := parseOptions(tc.args, env(tc.env), &stderr)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), secret) || strings.Contains(stderr.String(), secret) {
+					t.Fatalf("a secret leaked into the error: %v %s", err, stderr.String())
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := o.agent.Tunnel
+			for i, want := range []string{tc.wantWSS, tc.wantWS} {
+				u, err := c.ProxyFor(c.URLOf(i))
+				got := ""
+				if u != nil {
+					got = u.String()
+				}
+				if err != nil || got != want {
+					t.Errorf("proxy for %s = %q (%v), want %q", c.URLOf(i), got, err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestHelpListsRouteAndProxy(t *testing.T) {
+	var stderr bytes.Buffer
+	if _, err := parseOptions([]string{"-h"}, env(nil), &stderr); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"-route rule", "[HOST]/PREFIX=URL[,strip][,insecure]", "TUNNEL_ROUTE)", "-proxy URL", "TUNNEL_PROXY)", "direct or none"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
+
+func TestBadRouteExits2(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-relay-url", "ws://relay/tunnel", "-api-key", "k", "-route", "/v1=http://127.0.0.1:1,insecure"}, env(nil), &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), `invalid route "/v1=http://127.0.0.1:1,insecure"`) {
+		t.Errorf("exit %d, stderr %q; want 2 naming the rule", code, stderr.String())
+	}
+}

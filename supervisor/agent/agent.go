@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,8 +48,13 @@ type Config struct {
 	// logs to Logger.
 	Tunnel supervisor.Config
 	// Forward is the base URL of the upstream, e.g. http://127.0.0.1:8000;
-	// default DefaultForward.
+	// default DefaultForward. With Routes it is the catch-all after them;
+	// empty then means none (a request no route matches gets a 404).
 	Forward string
+	// Routes are the ingress rules, tried in order before Forward (see
+	// forward.Rule): several local services behind one tunnel. Nil: every
+	// request goes to Forward.
+	Routes []forward.Rule
 	// Listener serves /health, /status and /metrics; nil serves none. The
 	// agent owns it: Shutdown closes it, and so does a Start that fails.
 	Listener net.Listener
@@ -80,7 +86,8 @@ func DefaultConfig() Config {
 
 // Validate reports the first problem with c: the tunnel's (see
 // supervisor.Config.Validate), a Tunnel.OnMessage or Tunnel.Logger that
-// the agent would replace, a bad Forward URL or a negative DrainTimeout.
+// the agent would replace, a bad Forward URL or rule in Routes (named, its
+// password redacted), neither of them, or a negative DrainTimeout.
 func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
@@ -96,11 +103,13 @@ func (c Config) Validate() error {
 	case c.DrainTimeout < 0:
 		return bad("DrainTimeout must not be negative, got %v", c.DrainTimeout)
 	}
-	// forward.New is the one judge of an upstream URL; the Forwarder it
-	// makes here holds nothing that needs closing.
-	if _, err := forward.New(forward.Config{Upstream: c.Forward}); err != nil {
+	// forward.New is the one judge of upstream URLs and rules; the
+	// Forwarder it makes here has no connection yet.
+	f, err := forward.New(forward.Config{Upstream: c.Forward, Routes: c.Routes})
+	if err != nil {
 		return bad("%v", err)
 	}
+	f.Close()
 	return nil
 }
 
@@ -141,7 +150,7 @@ func start(cfg Config) (*Agent, error) {
 		log.SetOutput(io.Discard)
 	}
 	metrics := httpapi.NewForwardMetrics()
-	fwd, err := forward.New(forward.Config{Upstream: cfg.Forward, Observer: metrics, Logger: log})
+	fwd, err := forward.New(forward.Config{Upstream: cfg.Forward, Routes: cfg.Routes, Observer: metrics, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -164,6 +173,17 @@ func start(cfg Config) (*Agent, error) {
 		"connections": cfg.Tunnel.Connections,
 		"tunnel":      cfg.Tunnel.Tunnel,
 		"forward":     supervisor.RedactURL(cfg.Forward),
+		"proxy":       proxies(cfg.Tunnel),
+	}
+	if cfg.Forward == "" {
+		fields["forward"] = "none"
+	}
+	if len(cfg.Routes) > 0 {
+		routes := make([]string, len(cfg.Routes))
+		for i, r := range cfg.Routes {
+			routes[i] = r.String() // passwords redacted
+		}
+		fields["routes"] = strings.Join(routes, " ")
 	}
 	if ln := cfg.Listener; ln != nil {
 		a.srv = &http.Server{
@@ -246,4 +266,23 @@ func redactedAll(raws []string) []string {
 		out[i] = supervisor.RedactURL(raw)
 	}
 	return out
+}
+
+// proxies describes the proxies of c's relay URLs for the log: each proxy's
+// URL with its password redacted, or "direct"; once when they are all the
+// same.
+func proxies(c supervisor.Config) string {
+	var out []string
+	for _, raw := range c.URLs() {
+		desc := "direct"
+		if u, err := c.ProxyFor(raw); err != nil {
+			desc = "(invalid)"
+		} else if u != nil {
+			desc = u.Redacted()
+		}
+		if !slices.Contains(out, desc) {
+			out = append(out, desc)
+		}
+	}
+	return strings.Join(out, ",")
 }

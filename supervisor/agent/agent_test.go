@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
+	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
 	"github.com/enhanced-tunnel/tunnel/test/harness"
 )
 
@@ -483,5 +485,128 @@ func TestFailedStartClosesTheListener(t *testing.T) {
 	}
 	if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after a failed Start: %v, want net.ErrClosed", err)
+	}
+}
+
+// Routes pass through to the forwarder: each request goes to its rule's
+// upstream; with no Forward, one that matches no rule gets a 404.
+func TestRoutes(t *testing.T) {
+	s := newSetup(t)
+	named := func(name string) *httptest.Server {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, name+" "+r.URL.Path)
+		}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	a, b := named("a"), named("b")
+	cfg := s.config(t, "")
+	cfg.Routes = []forward.Rule{
+		{Prefix: "/a", Upstream: a.URL},
+		{Prefix: "/b", Upstream: b.URL, Strip: true},
+	}
+	ag, _ := harness.StartAgent(t, cfg)
+	s.waitRouted(t, ag)
+	for path, want := range map[string]string{"/a/x": "a /a/x", "/b/y": "b /y"} {
+		if got := recv(t, s.publicGet(path), path); got.code != http.StatusOK || got.body != want {
+			t.Errorf("%s: %d %q %v, want %q", path, got.code, got.body, got.err, want)
+		}
+	}
+	got := recv(t, s.publicGet("/c"), "/c")
+	if got.code != http.StatusNotFound || !strings.Contains(got.body, `"error":"no route for 127.0.0.1/c"`) {
+		t.Errorf("/c: %d %q %v, want 404 no route", got.code, got.body, got.err)
+	}
+	if started := startLines(s.logs); len(started) != 1 || !strings.Contains(started[0], "forward=none") ||
+		!strings.Contains(started[0], `routes="/a=`+a.URL+" /b="+b.URL+`,strip"`) || !strings.Contains(started[0], "proxy=direct") {
+		t.Errorf("start line %q: want forward=none, the routes and proxy=direct", started)
+	}
+}
+
+// The start line names the proxy without its password.
+func TestStartLogRedactsTheProxyPassword(t *testing.T) {
+	logs := &harness.LogBuffer{}
+	log := logrus.New()
+	log.SetOutput(logs)
+	cfg := agent.DefaultConfig()
+	cfg.Tunnel.RelayURL = "ws://127.0.0.1:1/tunnel"
+	cfg.Tunnel.APIKey = testKey
+	proxy, err := supervisor.ParseProxy("http://user:proxy-password@127.0.0.1:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tunnel.Proxy = proxy
+	cfg.Routes = []forward.Rule{{Prefix: "/v1", Upstream: "http://user:route-password@127.0.0.1:3"}}
+	cfg.Logger = log
+	a, err := agent.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	started := startLines(logs)
+	if len(started) != 1 || !strings.Contains(started[0], "proxy=\"http://user:xxxxx@127.0.0.1:2\"") ||
+		!strings.Contains(started[0], "routes=\"/v1=http://user:xxxxx@127.0.0.1:3\"") {
+		t.Errorf("start line %q: want the proxy and the route, passwords redacted", started)
+	}
+	for _, secret := range []string{"proxy-password", "route-password"} {
+		if logs.Count(secret) > 0 {
+			t.Errorf("%q appears in the logs:\n%s", secret, logs)
+		}
+	}
+}
+
+func TestValidateRoutesAndProxy(t *testing.T) {
+	valid := func() agent.Config {
+		cfg := agent.DefaultConfig()
+		cfg.Tunnel.RelayURL = "wss://relay.example/tunnel"
+		cfg.Tunnel.APIKey = testKey
+		return cfg
+	}
+	proxyOf := func(raw string) func(*http.Request) (*url.URL, error) {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return http.ProxyURL(u)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*agent.Config)
+		text   string // "" for valid
+	}{
+		{"routes and no forward", func(c *agent.Config) {
+			c.Forward, c.Routes = "", []forward.Rule{{Prefix: "/", Upstream: "unix:/run/x.sock"}}
+		}, ""},
+		{"routes and forward", func(c *agent.Config) { c.Routes = []forward.Rule{{Prefix: "/v1", Upstream: "ws://127.0.0.1:1"}} }, ""},
+		{"bad route", func(c *agent.Config) {
+			c.Routes = []forward.Rule{{Prefix: "/v1", Upstream: "http://127.0.0.1:1", Insecure: true}}
+		}, `route "/v1=http://127.0.0.1:1,insecure": option insecure applies to https://`},
+		{"http proxy", func(c *agent.Config) { c.Tunnel.Proxy = proxyOf("http://u:p@proxy:3128") }, ""},
+		{"socks5 proxy", func(c *agent.Config) { c.Tunnel.Proxy = proxyOf("socks5://proxy:1080") }, ""},
+		{"direct", func(c *agent.Config) { c.Tunnel.Proxy = supervisor.DirectProxy }, ""},
+		{"https proxy", func(c *agent.Config) { c.Tunnel.Proxy = proxyOf("https://u:secret-pw@proxy:3128") },
+			"proxy https://u:xxxxx@proxy:3128: only http:// and socks5:// proxies are supported"},
+		{"proxy without host", func(c *agent.Config) { c.Tunnel.Proxy = proxyOf("http://") }, "has no host"},
+		{"failing proxy setting", func(c *agent.Config) {
+			c.Tunnel.Proxy = func(*http.Request) (*url.URL, error) {
+				return nil, errors.New("invalid proxy address http://u:secret-pw@x y")
+			}
+		}, "the proxy for relay URL 0 is not a valid URL"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := valid()
+			tc.change(&cfg)
+			err := cfg.Validate()
+			if tc.text == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, agent.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.text) || strings.Contains(err.Error(), "secret-pw") {
+				t.Fatalf("Validate = %v, want ErrInvalidConfig saying %q, without the password", err, tc.text)
+			}
+		})
 	}
 }

@@ -52,11 +52,17 @@ type Config struct {
 	// Upstream is the base URL requests are forwarded to, e.g.
 	// http://127.0.0.1:8000; a request for /v1/tts?x=1 goes to
 	// Upstream + "/v1/tts?x=1" (a path in Upstream is kept as a prefix).
+	// With Routes it is the catch-all after them, and may be empty: then a
+	// request that no route matches is answered 404.
 	Upstream string
-	// Client makes the upstream requests. Nil uses a client that ignores
-	// proxy environment variables, asks for no compression (the relay's
-	// client negotiates its own), and passes redirects through rather than
-	// following them.
+	// Routes are the ingress rules (see Rule), tried in order before
+	// Upstream; each has a client of its own. Nil: every request goes to
+	// Upstream.
+	Routes []Rule
+	// Client makes the upstream requests (with Routes, those of Upstream
+	// only). Nil uses a client that ignores proxy environment variables,
+	// asks for no compression (the relay's client negotiates its own), and
+	// passes redirects through rather than following them.
 	Client *http.Client
 	// InlineLimit: a response whose length is known and at most this many
 	// bytes is read whole and sent inline; any other is streamed. Zero means
@@ -71,6 +77,7 @@ type Config struct {
 // goroutine.
 type Forwarder struct {
 	base        string // Upstream without a trailing slash
+	routes      *router
 	client      *http.Client
 	inlineLimit int64
 	observer    Observer
@@ -84,26 +91,39 @@ type Forwarder struct {
 
 // New checks cfg and returns a Forwarder.
 func New(cfg Config) (*Forwarder, error) {
-	u, err := url.Parse(cfg.Upstream)
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("forward: upstream URL: %w", err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("forward: upstream URL must be http:// or https://, got %q", cfg.Upstream)
-	case u.Host == "":
-		return nil, fmt.Errorf("forward: upstream URL %q has no host", cfg.Upstream)
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("forward: upstream URL %q must not have a query or fragment", cfg.Upstream)
-	}
 	f := &Forwarder{
-		base:        strings.TrimSuffix(u.String(), "/"),
 		client:      cfg.Client,
 		inlineLimit: cfg.InlineLimit,
 		observer:    cfg.Observer,
 		drained:     make(chan struct{}),
 	}
+	if cfg.Upstream != "" || len(cfg.Routes) == 0 {
+		u, err := url.Parse(cfg.Upstream)
+		switch {
+		case err != nil:
+			return nil, fmt.Errorf("forward: upstream URL: %w", err)
+		case u.Scheme != "http" && u.Scheme != "https":
+			return nil, fmt.Errorf("forward: upstream URL must be http:// or https://, got %q", u.Redacted())
+		case u.Host == "":
+			return nil, fmt.Errorf("forward: upstream URL %q has no host", u.Redacted())
+		case u.RawQuery != "" || u.Fragment != "":
+			return nil, fmt.Errorf("forward: upstream URL %q must not have a query or fragment", u.Redacted())
+		}
+		f.base = strings.TrimSuffix(u.String(), "/")
+	}
 	if f.client == nil {
 		f.client = defaultClient()
+	}
+	if len(cfg.Routes) > 0 {
+		var catchAll http.RoundTripper = clientTransport{f.client}
+		if cfg.Client == nil {
+			catchAll = f.client.Transport
+		}
+		r, err := newRouter(cfg.Routes, f.base, catchAll)
+		if err != nil {
+			return nil, err
+		}
+		f.routes, f.client = r, r.client()
 	}
 	if f.inlineLimit == 0 {
 		f.inlineLimit = wire.DefaultInlineLimit
@@ -225,7 +245,12 @@ func (f *Forwarder) upstreamRequest(ctx context.Context, msg *messages.TunnelMes
 	if method == "" {
 		method = http.MethodGet
 	}
-	req, err := http.NewRequestWithContext(ctx, method, f.base+path, nil)
+	target := f.base + path
+	if f.routes != nil {
+		// The route travels in the context to f.client's transport.
+		ctx, target = f.routes.pick(ctx, msg.Headers, path)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return nil, fmt.Errorf("bad request: %s", describe(err))
 	}
