@@ -7,6 +7,10 @@ require (
 	github.com/Shopify/toxiproxy/v2 v2.5.0
 	// The actor model the design names.
 	github.com/asynkron/protoactor-go v0.0.0-20240822202345-3c0e61ca19c9
+	// chromedp's DevTools protocol types, at the version chromedp v0.23.0 wants (the browser test adds a script to each page).
+	github.com/chromedp/cdproto v0.159.0
+	// Drives a headless chromium in the relay dashboard's browser test (test/browser).
+	github.com/chromedp/chromedp v0.23.0
 	// Random 128-bit message ids (PROTOCOL.md asks for UUIDv4-like ids).
 	github.com/google/uuid v1.6.0
 	github.com/gorilla/websocket v1.5.3
@@ -26,6 +30,8 @@ require (
 	golang.org/x/sys v0.48.0
 	// Token buckets: the relay's per-address upgrade rate and per-tunnel public rate (rate= in the keys file).
 	golang.org/x/time v0.16.0
+	// -config FILE of tunnel-relay and tunnel-supervisor: YAML read as nodes, for the line of each key in errors.
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 // The relay fleet (actors/relay/fleet/protoengine), at the versions
@@ -52,6 +58,7 @@ require (
 	github.com/coreos/go-semver v0.3.0 // indirect
 	github.com/coreos/go-systemd/v22 v22.3.3-0.20220203105225-a9a7ef127534 // indirect
 	github.com/emirpasic/gods v1.18.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.3.0 // indirect
 	github.com/go-logr/stdr v1.2.2 // indirect
 	github.com/gogo/protobuf v1.3.2 // indirect

@@ -14,28 +14,34 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/net/http/httpproxy"
 
+	"github.com/enhanced-tunnel/tunnel/actors/breaker"
+	"github.com/enhanced-tunnel/tunnel/actors/connection"
+	"github.com/enhanced-tunnel/tunnel/actors/heartbeat"
 	"github.com/enhanced-tunnel/tunnel/messages"
 	"github.com/enhanced-tunnel/tunnel/messages/wire"
 )
 
 // Defaults of the seed's "Fiber/LAN Optimized" column and of PROTOCOL.md.
+// Each is declared once, in the package that owns its rule (heartbeat,
+// breaker, connection); the restart delays are this package's own (see
+// restartDelay).
 const (
-	DefaultHeartbeatInterval  = 15 * time.Second
-	DefaultHeartbeatTimeout   = 30 * time.Second
-	DefaultConnectTimeout     = 10 * time.Second
+	DefaultHeartbeatInterval  = heartbeat.DefaultInterval // 15 s
+	DefaultHeartbeatTimeout   = heartbeat.DefaultTimeout  // 30 s
+	DefaultConnectTimeout     = connection.DefaultConnectTimeout
 	DefaultRetryDelay         = 10 * time.Second
 	DefaultAuthRetryDelay     = 30 * time.Second
-	DefaultBreakerThreshold   = 5
-	DefaultBreakerRecovery    = 300 * time.Second
+	DefaultBreakerThreshold   = breaker.DefaultThreshold // 5
+	DefaultBreakerRecovery    = breaker.DefaultRecovery  // 300 s
 	DefaultMaxQueue           = 128
 	DefaultReconnectBaseDelay = 500 * time.Millisecond
 	DefaultReconnectMaxDelay  = 120 * time.Second
 	// DefaultPingInterval is 0: no WebSocket pings, the heartbeat frames
 	// are the one keepalive (see connection.DefaultPingInterval).
-	DefaultPingInterval = 0
-	DefaultPongTimeout  = 30 * time.Second
-	DefaultCloseTimeout = 10 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
+	DefaultPingInterval = connection.DefaultPingInterval
+	DefaultPongTimeout  = connection.DefaultPongTimeout  // 30 s
+	DefaultCloseTimeout = connection.DefaultCloseTimeout // 10 s
+	DefaultWriteTimeout = connection.DefaultWriteTimeout // 10 s
 	DefaultClient       = "tunnel-supervisor/0.1"
 	// DefaultResumeTimeout bounds the move of a cut response stream to
 	// another connection: the relay keeps a cut stream 15 s by default.
@@ -325,7 +331,25 @@ func (c Config) Validate() error {
 	if c.HeartbeatTimeout <= c.HeartbeatInterval {
 		return bad("HeartbeatTimeout (%v) must exceed HeartbeatInterval (%v)", c.HeartbeatTimeout, c.HeartbeatInterval)
 	}
+	// The actors' own rules, on the configs the tree gives them (tree.go).
+	if err := c.heartbeatConfig().Validate(); err != nil {
+		return bad("%v", err)
+	}
+	if err := c.breakerConfig().Validate(); err != nil {
+		return bad("%v", err)
+	}
 	return nil
+}
+
+// heartbeatConfig is the config of each connection's heartbeat actor.
+func (c Config) heartbeatConfig() heartbeat.Config {
+	return heartbeat.Config{Interval: c.HeartbeatInterval, Timeout: c.HeartbeatTimeout, Logger: c.Logger}
+}
+
+// breakerConfig is the config of each connection's breaker actor: a drop
+// within one heartbeat interval of a success is a flap.
+func (c Config) breakerConfig() breaker.Config {
+	return breaker.Config{Threshold: c.BreakerThreshold, Recovery: c.BreakerRecovery, FlapWindow: c.HeartbeatInterval, Logger: c.Logger}
 }
 
 // ProxyFor is the proxy the connections to relayURL go through, nil for

@@ -60,11 +60,11 @@ var pathTree = [...]childSpec{
 	}},
 	childBreaker: {name: "breaker", props: func(e env, conn int) *actor.Props {
 		c := e.cfg
-		return breaker.Props(breaker.Config{Threshold: c.BreakerThreshold, Recovery: c.BreakerRecovery, FlapWindow: c.HeartbeatInterval, Logger: c.Logger})
+		return breaker.Props(c.breakerConfig())
 	}},
 	childHeartbeat: {name: "heartbeat", props: func(e env, conn int) *actor.Props {
 		c := e.cfg
-		return heartbeat.Props(heartbeat.Config{Interval: c.HeartbeatInterval, Timeout: c.HeartbeatTimeout, Logger: c.Logger})
+		return heartbeat.Props(c.heartbeatConfig())
 	}},
 	childConnection: {name: "connection", props: connectionProps, delay: Config.restartDelay},
 }

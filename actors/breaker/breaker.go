@@ -16,8 +16,12 @@ import (
 
 // Defaults of the seed's circuit breaker settings, for Config and Settings.
 const (
-	DefaultThreshold  = 5
-	DefaultRecovery   = 300 * time.Second
+	DefaultThreshold = 5
+	DefaultRecovery  = 300 * time.Second
+	// DefaultFlapWindow is the heartbeat interval (heartbeat.DefaultInterval,
+	// 15 s): a drop before the first heartbeat after a success is a flap.
+	// Actor packages do not import one another: supervisor's defaults test
+	// checks the two agree.
 	DefaultFlapWindow = 15 * time.Second
 )
 

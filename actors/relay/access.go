@@ -97,6 +97,7 @@ func (h hostRoutes) tunnel(host string) (name string, found bool) {
 // state at this node: a token bucket per rate, the basic credentials
 // verified lately.
 type access struct {
+	mu      sync.RWMutex // a reload swaps tunnels
 	tunnels map[string]*tunnelAccess
 	now     func() time.Time
 	// bcrypt holds a place per bcrypt verification running: half the
@@ -216,6 +217,8 @@ func (a *access) tunnelAccess(tunnel string) *tunnelAccess {
 	if a == nil {
 		return nil
 	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	return a.tunnels[tunnel]
 }
 

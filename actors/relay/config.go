@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,10 +86,14 @@ type Config struct {
 	// the tunnel (bearer=, basic=, allow=, rate=, burst=), enforced by the
 	// node a public request reaches first. Only this source has them.
 	KeysFile string
-	// Keys maps more tunnel names to their keys. The three sources are
+	// Keys maps more tunnel names to their keys. The four sources are
 	// merged; a tunnel named twice is an error. Every key needs
 	// auth.MinKeyBits (128) of entropy (see auth.KeyBits).
 	Keys map[string]string
+	// Tunnels maps more tunnel names to their keys and public access
+	// control, as a keys file's lines give them (the binary's config file
+	// builds them with auth.ParseTunnels).
+	Tunnels map[string]auth.Tunnel
 
 	// Domain turns on host routing: a public request whose Host is
 	// NAME.Domain (in any case, port ignored) goes to tunnel NAME, its path
@@ -216,6 +221,12 @@ type Config struct {
 	// LogRate is how many lines of one message are logged per second, the
 	// rest counted: DefaultLogRate (10); 0 logs every line.
 	LogRate int
+	// AccessLog is the fraction of public requests logged, one line each
+	// ("Public request", info level, actor=access; see accesslog.go): 0
+	// (the default) logs none, 1 every one, 0.1 one in ten at random.
+	// Access lines are not subject to LogRate. They never hold a query
+	// string, a credential, a cookie or a key.
+	AccessLog float64
 	// Now is the clock of the per-address limits, and of the tunnels'
 	// rate= limits and verified basic credentials; nil means time.Now.
 	Now func() time.Time
@@ -289,6 +300,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBuffered < 1 {
 		return fmt.Errorf("relay: MaxBuffered must be positive, got %d", c.MaxBuffered)
+	}
+	if !(c.AccessLog >= 0 && c.AccessLog <= 1) {
+		return fmt.Errorf("relay: AccessLog must be a fraction from 0 to 1, got %v", c.AccessLog)
 	}
 	if c.LogRate < 0 {
 		return fmt.Errorf("relay: LogRate must not be negative, got %d", c.LogRate)
@@ -371,6 +385,12 @@ func (c Config) tunnels() (map[string]auth.Tunnel, error) {
 		if err := add(name, key, "Keys"); err != nil {
 			return nil, err
 		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Tunnels)) {
+		if err := add(name, "", "Tunnels"); err != nil {
+			return nil, err
+		}
+		tunnels[name] = c.Tunnels[name]
 	}
 	if err := auth.ValidateAccess(tunnels); err != nil {
 		return nil, err

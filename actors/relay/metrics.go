@@ -38,8 +38,11 @@ type metrics struct {
 	retries        *prometheus.CounterVec
 	resumes        *prometheus.CounterVec
 	// hops counts public requests served through another node of a fleet.
-	hops    prometheus.Counter
-	tunnels map[string]bool
+	hops prometheus.Counter
+	// tunnels are the tunnels a key opens; a reload swaps them.
+	tunnels *tunnelSet
+	// reloads counts reloads of the keys by result (ok, error).
+	reloads *prometheus.CounterVec
 
 	// accessDenied counts public requests refused by their tunnel's
 	// access rules (the keys file's options), by tunnel and reason.
@@ -98,10 +101,15 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 		accessDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tunnel_relay_access_denied_total", Help: "Public requests refused by their tunnel's access rules, by tunnel and reason (address: 403; credentials: 401; rate: 429).",
 		}, []string{"tunnel", "reason"}),
-		tunnels: make(map[string]bool, len(tunnels)),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tunnel_relay_reloads_total", Help: "Reloads of the keys file (SIGHUP), by result (ok; error: the old keys and rules stay).",
+		}, []string{"result"}),
+		tunnels: &tunnelSet{},
 	}
+	m.tunnels.set(tunnels)
+	m.reloads.WithLabelValues(reloadOK)
+	m.reloads.WithLabelValues(reloadError)
 	for name := range tunnels {
-		m.tunnels[name] = true
 		// Every tunnel has its series from the start, at 0, so that an
 		// alert on a tunnel with no session can fire before it ever had one.
 		m.tunnelSessions.WithLabelValues(name)
@@ -117,13 +125,13 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 	}, func() float64 { return float64(budget.Used()) })
 	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
 		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes, m.hops,
-		m.accessDenied,
+		m.accessDenied, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) observe(tunnel string, status int, took time.Duration) {
-	if !m.tunnels[tunnel] {
+	if !m.tunnels.has(tunnel) {
 		tunnel = otherTunnel
 	}
 	m.requests.WithLabelValues(tunnel, strconv.Itoa(status)).Inc()

@@ -256,13 +256,24 @@ type proxyCall struct {
 
 func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	tunnel, path, ok := routeHost(req, r.hosts)
+	var counted *countingWriter // set when this request goes to the access log
+	if r.accessLog.sample() {
+		counted = &countingWriter{ResponseWriter: w}
+		w = counted
+	}
+	tunnel, path, ok := routeHost(req, r.currentHosts())
 	p := &proxyCall{r: r, w: w, req: req, rc: http.NewResponseController(w), tunnel: tunnel}
-	defer func() { r.metrics.observe(tunnel, p.status, time.Since(start)) }()
+	defer func() {
+		took := time.Since(start)
+		r.metrics.observe(tunnel, p.status, took)
+		if counted != nil {
+			r.logAccess(p, counted.n.Load(), took)
+		}
+	}()
 	switch {
 	case !ok:
 		p.fail(http.StatusBadRequest, "the request target must be a path")
-	case !r.slots.tunnels[tunnel]:
+	case !r.slots.tunnels.has(tunnel):
 		// Told apart from a tunnel that is down, which is held for a
 		// while: a client that mistyped a name learns it at once.
 		p.fail(http.StatusNotFound, unknownTunnel(tunnel))
@@ -285,7 +296,7 @@ func (r *Relay) serveProxy(w http.ResponseWriter, req *http.Request) {
 // the end of their response.
 type slots struct {
 	limit    int
-	tunnels  map[string]bool // the tunnels there are: no other name takes a slot
+	tunnels  *tunnelSet // the tunnels there are: no other name takes a slot
 	inFlight *prometheus.GaugeVec
 	mu       sync.Mutex
 	taken    map[string]int
@@ -293,7 +304,7 @@ type slots struct {
 
 // take takes a slot of tunnel, if it is a tunnel and has one free.
 func (s *slots) take(tunnel string) bool {
-	if !s.tunnels[tunnel] {
+	if !s.tunnels.has(tunnel) {
 		return false
 	}
 	s.mu.Lock()

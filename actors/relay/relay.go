@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -53,14 +54,17 @@ type Relay struct {
 	metrics  *metrics
 	proxies  proxies
 	slots    slots // public requests in flight per tunnel
-	hosts    hostRoutes
+	hosts    atomic.Pointer[hostRoutes]
 	access   *access
-	srv      *http.Server
-	listener net.Listener
-	admin    *http.Server // nil without an admin listener
-	adminLn  net.Listener
-	fleet    *fleetNode // nil for a relay alone
-	upgrader websocket.Upgrader
+	reloadMu sync.Mutex // one Reload at a time
+	// accessLog writes a line per public request it samples; nil: none.
+	accessLog *accessLog
+	srv       *http.Server
+	listener  net.Listener
+	admin     *http.Server // nil without an admin listener
+	adminLn   net.Listener
+	fleet     *fleetNode // nil for a relay alone
+	upgrader  websocket.Upgrader
 
 	closing   chan struct{}  // closed once Close has stopped the listener: waiting handlers give up
 	draining  chan struct{}  // closed when Close begins: no session can come any more
@@ -92,6 +96,7 @@ func Start(cfg Config) (*Relay, error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	accessLog := newAccessLog(cfg.AccessLog, cfg.Logger)
 	cfg.Logger = sampled(cfg.Logger, cfg.LogRate)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -120,19 +125,19 @@ func Start(cfg Config) (*Relay, error) {
 	budget := wire.NewBudget(cfg.MaxBuffered)
 	m := newMetrics(keys, budget)
 	r := &Relay{
-		cfg:      cfg,
-		log:      cfg.Logger.WithField("actor", "relay"),
-		metrics:  m,
-		proxies:  proxies(cfg.TrustedProxies),
-		slots:    slots{limit: cfg.MaxConcurrent, tunnels: m.tunnels, inFlight: m.inFlight},
-		hosts:    newHostRoutes(cfg.Domain, keys),
-		access:   newAccess(tunnels, cfg.Now, m.accessDenied),
-		listener: ln,
-		adminLn:  adminLn,
-		fleet:    node,
-		closing:  make(chan struct{}),
-		draining: make(chan struct{}),
-		served:   make(chan error, 3),
+		cfg:       cfg,
+		log:       cfg.Logger.WithField("actor", "relay"),
+		metrics:   m,
+		proxies:   proxies(cfg.TrustedProxies),
+		slots:     slots{limit: cfg.MaxConcurrent, tunnels: m.tunnels, inFlight: m.inFlight},
+		access:    newAccess(tunnels, cfg.Now, m.accessDenied),
+		listener:  ln,
+		adminLn:   adminLn,
+		fleet:     node,
+		closing:   make(chan struct{}),
+		accessLog: accessLog,
+		draining:  make(chan struct{}),
+		served:    make(chan error, 3),
 		upgrader: websocket.Upgrader{
 			// Its own read buffer, smaller than net/http's 4 KiB one it
 			// would otherwise keep: every session holds it for life, and
@@ -144,6 +149,7 @@ func Start(cfg Config) (*Relay, error) {
 			CheckOrigin: func(*http.Request) bool { return true },
 		},
 	}
+	r.setHosts(newHostRoutes(cfg.Domain, keys))
 	r.system = actor.NewActorSystem(
 		actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return newSlogLogger(cfg.Logger) }),
 		actor.WithDeadLetterThrottleInterval(deadLetterThrottle),
@@ -362,10 +368,14 @@ func (r *Relay) serveHTTP(w http.ResponseWriter, req *http.Request) {
 func (r *Relay) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { r.serveHealth(w) })
+	mux.HandleFunc("GET /livez", r.serveLivez)
+	mux.HandleFunc("GET /readyz", r.serveReadyz)
 	if r.fleet != nil {
 		mux.HandleFunc("GET /fleet", r.serveFleet)
 	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.metrics.registry, promhttp.HandlerOpts{}))
+	// The dashboard: GET /, its assets, /api/tunnels and /events.
+	r.dashboardRoutes(mux)
 	if r.cfg.Pprof {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

@@ -53,7 +53,14 @@ type rootActor struct {
 	// authenticated holds the ids of those that are. A session in neither
 	// set was evicted and is closing.
 	authenticated map[string]struct{}
-	log           *logrus.Entry
+	// keys are the keys the auth manager holds (a reload changes them),
+	// asked the tunnel each unauthenticated session asked for when its
+	// auth went to the auth manager, and stale those whose key checked
+	// out before a reload revoked it (see reload.go).
+	keys  map[string]string
+	asked map[string]string
+	stale map[string]struct{}
+	log   *logrus.Entry
 }
 
 // sessionLimits are the root's bounds on sessions.
@@ -86,6 +93,9 @@ func newRoot(cfg Config, keys map[string]string, m *metrics, budget *wire.Budget
 		sessions:      make(map[string]*actor.PID),
 		pending:       newPendingConns(),
 		authenticated: make(map[string]struct{}),
+		keys:          keys,
+		asked:         make(map[string]string),
+		stale:         make(map[string]struct{}),
 		log:           logger.WithField("actor", "relay"),
 	}
 }
@@ -120,18 +130,27 @@ func (r *rootActor) Receive(ctx actor.Context) {
 			r.authenticated[sender.Id] = struct{}{}
 			r.count()
 			ctx.Forward(r.router)
+			r.revokeStale(ctx, sender)
 		}
 	case *actor.Terminated:
 		if _, ok := r.sessions[msg.Who.Id]; ok {
 			delete(r.sessions, msg.Who.Id)
 			delete(r.authenticated, msg.Who.Id)
+			delete(r.asked, msg.Who.Id)
+			delete(r.stale, msg.Who.Id)
 			r.pending.remove(msg.Who)
 			r.count()
 		}
-	case *relaymsg.Authenticate, *relaymsg.CheckAddress, *relaymsg.AuthTimedOut:
+	case *relaymsg.Authenticate:
+		r.noteAsked(ctx, msg)
+		ctx.Forward(r.auth)
+	case *reloadKeys:
+		ctx.Respond(r.reload(ctx, msg))
+	case *relaymsg.CheckAddress, *relaymsg.AuthTimedOut:
 		ctx.Forward(r.auth)
 	case *relaymsg.SessionDown, *relaymsg.Response, *relaymsg.Failed,
-		*relaymsg.Resume, *relaymsg.HandedOver, *relaymsg.Forward, *relaymsg.Done, *relaymsg.Drain, *relaymsg.ListTunnels:
+		*relaymsg.Resume, *relaymsg.HandedOver, *relaymsg.Forward, *relaymsg.Done, *relaymsg.Drain, *relaymsg.ListTunnels,
+		*relaymsg.ListSessions:
 		ctx.Forward(r.router)
 	}
 }
@@ -163,12 +182,15 @@ func (r *rootActor) count() {
 // stopped (closing its socket; its supervisor reconnects). The auth manager
 // restarts as it was configured. A router that fails has lost the map of
 // tunnels, so it restarts and every session is closed, to register anew.
-func (r *rootActor) HandleFailure(_ *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
+func (r *rootActor) HandleFailure(system *actor.ActorSystem, sup actor.Supervisor, child *actor.PID, rs *actor.RestartStatistics, reason, _ any) {
 	rs.Reset()
 	r.log.WithFields(logrus.Fields{"child": child.Id, "failure_type": "PANIC", "error": reason}).Error("Relay actor failed")
 	switch {
 	case child.Equal(r.auth):
 		sup.RestartChildren(child)
+		// Its props hold the keys of the start; a reload may have
+		// changed them since.
+		system.Root.Send(child, &relaymsg.ReloadKeys{Keys: r.keys})
 	case child.Equal(r.router):
 		sup.RestartChildren(child)
 		for _, pid := range r.sessions {

@@ -21,7 +21,7 @@ func newTestSlots(limit int, names map[string]string) *slots {
 	for name := range names {
 		tunnels[name] = true
 	}
-	return &slots{limit: limit, tunnels: tunnels, inFlight: gauge}
+	return &slots{limit: limit, tunnels: newTunnelSet(tunnels), inFlight: gauge}
 }
 
 // inFlightGauge is the in-flight gauge of s by tunnel label, every series

@@ -24,11 +24,15 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/internal/configfile"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "check-config" {
+		os.Exit(checkConfig(os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
 }
 
@@ -38,6 +42,12 @@ type options struct {
 	logLevel        string
 	logFormat       string
 	shutdownTimeout time.Duration
+
+	// file is the config file read, "" for none; sources tells which
+	// source set each flag set; flags is the flag set (see config.go).
+	file    string
+	sources configfile.Sources
+	flags   *flag.FlagSet
 }
 
 // envName is the environment variable of a flag.
@@ -55,6 +65,7 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	c := &o.relay
 	fs := flag.NewFlagSet("tunnel-relay", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.StringVar(&o.file, "config", "", configHelp)
 	fs.StringVar(&c.Listen, "listen", c.Listen, "public address: /tunnel for supervisors and the tunnels, host:port")
 	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "address of /health and /metrics, host:port; empty for none (keep it off the internet)")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve net/http/pprof under /debug/pprof/ on the admin listener (profiling; off by default)")
@@ -104,9 +115,10 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 	fs.StringVar(&o.logLevel, "log-level", o.logLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", o.logFormat, "log format: text or json")
 	fs.IntVar(&c.LogRate, "log-rate", c.LogRate, "lines of one message logged per second, the rest counted in the next line's \"suppressed\"; 0 for all")
+	fs.Var(accessLogFlag{&c.AccessLog}, "access-log", "access log of public requests, one info line each (msg \"Public request\", actor=access): off, on, or the fraction to log, e.g. 0.1")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", o.shutdownTimeout, "on SIGINT/SIGTERM, how long requests in progress may take to finish")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: tunnel-relay [flags]\n\nEvery flag may be set by its environment variable instead; the flag wins.\nDurations are Go durations: 500ms, 10s, 1m30s.\n\n")
+		fmt.Fprintf(out, "Usage: tunnel-relay [flags]\n       tunnel-relay check-config [flags]   validate the settings as a start would, start nothing\n\nEvery flag may be set by its environment variable instead, or by its key in the -config file; the flag wins, then the environment, then the file.\nDurations are Go durations: 500ms, 10s, 1m30s.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := f.DefValue
 			if def == "" {
@@ -115,23 +127,17 @@ func parse(args []string, getenv func(string) string, out io.Writer) (*options, 
 			fmt.Fprintf(out, "  -%s\n\t%s\n\tenv %s, default %s\n", f.Name, f.Usage, envName(f.Name), def)
 		})
 	}
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		name := envName(f.Name)
-		if v, set := lookup(getenv, name); set && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", name, err)
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	// The config file, then the environment, then the flags (config.go).
+	res, err := configfile.Parse(configSpec(fs, getenv, o), args)
+	if err != nil {
 		return nil, err
 	}
+	o.sources, o.flags = res.Sources, fs
+	if res.File != nil {
+		o.file = res.File.Name // also when named by the environment
+	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return nil, configfile.Usage(fmt.Errorf("unexpected arguments: %v", fs.Args()))
 	}
 	if o.logFormat != "text" && o.logFormat != "json" {
 		return nil, fmt.Errorf("-log-format must be text or json, got %q", o.logFormat)
@@ -231,6 +237,10 @@ func newLogger(o *options, out io.Writer) *logrus.Logger {
 // run is the command: it serves until ctx ends, then shuts down. It
 // returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	if wantsVersion(args) {
+		printVersion(os.Stdout)
+		return 0
+	}
 	o, err := parse(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -246,7 +256,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		logger.WithError(err).Error("Relay could not start")
 		return 1
 	}
-	<-ctx.Done()
+	serve(ctx, r, logger)
 	logger.WithField("delay", o.shutdownTimeout.String()).Info("Shutting down")
 	closeCtx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()

@@ -26,6 +26,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/enhanced-tunnel/tunnel/internal/buildinfo"
 	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
 )
 
@@ -37,6 +38,13 @@ func main() {
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "status" {
 		return statusCommand(args[1:], getenv, stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "check-config" {
+		return checkConfig(args[1:], getenv, stdout, stderr)
+	}
+	if wantsVersion(args) {
+		buildinfo.Print(stdout, "tunnel-supervisor")
+		return 0
 	}
 	o, err := parseOptions(args, getenv, stderr)
 	switch {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/enhanced-tunnel/tunnel/internal/configfile"
 	"github.com/enhanced-tunnel/tunnel/supervisor"
 	"github.com/enhanced-tunnel/tunnel/supervisor/agent"
 	"github.com/enhanced-tunnel/tunnel/supervisor/forward"
@@ -28,6 +29,12 @@ type options struct {
 	listen   string
 	logLevel logrus.Level
 	jsonLogs bool
+
+	// file is the config file read, "" for none; sources tells which
+	// source set each flag set; flags is the flag set (see config.go).
+	file    string
+	sources configfile.Sources
+	flags   *flag.FlagSet
 }
 
 const usageHeader = `Usage:
@@ -36,9 +43,12 @@ const usageHeader = `Usage:
       HTTP server
   tunnel-supervisor status [-addr host:port]
       print a running supervisor's status
+  tunnel-supervisor check-config [flags]
+      validate the settings as a start would, connect to nothing
 
-Every flag can also be set with the environment variable named after it; a
-flag on the command line wins over the environment. Prefer TUNNEL_API_KEY or
+Every flag can also be set with the environment variable named after it, or
+with its key in the -config file; a flag on the command line wins over the
+environment, which wins over the file. Prefer TUNNEL_API_KEY or
 -api-key-file to -api-key, which other users can see in the process list.
 
 Flags:
@@ -62,6 +72,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 
 	fs := flag.NewFlagSet("tunnel-supervisor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&o.file, "config", "", configHelp)
 	fs.Var(urlList{&relayURLs}, "relay-url", "WebSocket `URLs` of relay tunnel endpoints, comma-separated, e.g. wss://relay.example/tunnel (required)")
 	fs.IntVar(&tc.Connections, "connections", def.Connections, fmt.Sprintf(
 		"connections the tunnel keeps, each to the next relay URL in turn, at most %d; when not given, also at least one per relay URL",
@@ -106,15 +117,19 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 			fmt.Fprintln(w, ")")
 		})
 	}
-	if err := fs.Parse(args); err != nil {
+	// The config file, then the environment, then the flags (config.go).
+	res, err := configfile.Parse(configSpec(fs, getenv), args)
+	if err != nil {
 		return nil, err
+	}
+	o.sources, o.flags = res.Sources, fs
+	if res.File != nil {
+		o.file = res.File.Name // also when named by the environment
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, configfile.Usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}
-	if err := applyEnv(fs, getenv); err != nil {
-		return nil, err
-	}
+	keepOneKeySource(res.Sources, &apiKey, &apiKeyFile)
 	// One URL is the shorthand RelayURL; several are RelayURLs.
 	if len(relayURLs) == 1 {
 		tc.RelayURL = relayURLs[0]
@@ -126,7 +141,6 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		tc.Connections = max(tc.Connections, len(relayURLs))
 	}
 
-	var err error
 	if tc.APIKey, err = readAPIKey(apiKey, apiKeyFile); err != nil {
 		return nil, err
 	}
@@ -219,33 +233,12 @@ func (l ruleList) Set(v string) error {
 }
 
 // isSet reports whether the flag was given, on the command line or by its
-// environment variable (applyEnv sets it through the flag set).
+// environment variable or in the config file (configfile.Parse sets it
+// through the flag set).
 func isSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-// applyEnv sets every flag not given on the command line from its
-// environment variable, if that is set. The two ways of giving the key go
-// together: a key given by flag in either way is not overridden by the
-// environment's.
-func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	keyGiven := given["api-key"] || given["api-key-file"]
-	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if err != nil || given[f.Name] || keyGiven && strings.HasPrefix(f.Name, "api-key") {
-			return
-		}
-		if v := getenv(envName(f.Name)); v != "" {
-			if setErr := fs.Set(f.Name, v); setErr != nil {
-				err = fmt.Errorf("%s: %w", envName(f.Name), setErr)
-			}
-		}
-	})
-	return err
 }
 
 // readAPIKey returns the key given directly or in a file. Its errors never

@@ -8,8 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/enhanced-tunnel/tunnel/messages"
 )
@@ -60,7 +65,8 @@ type breakerView struct {
 	Openings   int     `json:"openings"`
 }
 
-// statusCommand is `tunnel-supervisor status [-addr host:port]`.
+// statusCommand is `tunnel-supervisor status [-addr host:port] [-watch
+// [-interval 1s]]`.
 func statusCommand(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tunnel-supervisor status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -69,11 +75,27 @@ func statusCommand(args []string, getenv func(string) string, stdout, stderr io.
 		def = defaultListen
 	}
 	addr := fs.String("addr", def, "address of the supervisor's HTTP endpoints (env "+envName("listen")+")")
+	watch := fs.Bool("watch", false, "redraw the status in place every -interval until interrupted (SIGINT, SIGTERM)")
+	interval := fs.Duration("interval", time.Second, "time between redraws with -watch")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	if *watch {
+		if *interval <= 0 {
+			fmt.Fprintf(stderr, "tunnel-supervisor status: -interval must be positive, got %v\n", *interval)
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		size := func() (int, int, bool) { return 0, 0, false }
+		if f, ok := stdout.(*os.File); ok {
+			size = func() (int, int, bool) { return terminalSize(f) }
+		}
+		watchStatus(ctx, "http://"+*addr+"/status", *interval, stdout, size)
+		return 0
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -84,6 +106,87 @@ func statusCommand(args []string, getenv func(string) string, stdout, stderr io.
 	}
 	printStatus(stdout, s)
 	return 0
+}
+
+// ANSI sequences of the watch.
+const (
+	ansiHome       = "\x1b[H"    // cursor to the top left corner
+	ansiClear      = "\x1b[2J"   // the whole screen
+	ansiClearLine  = "\x1b[K"    // from the cursor to the end of its line
+	ansiClearBelow = "\x1b[J"    // from the cursor to the end of the screen
+	ansiHideCursor = "\x1b[?25l" // no cursor jumping about while drawing
+	ansiShowCursor = "\x1b[?25h"
+)
+
+// watchStatus draws the status at url every interval, in place: each frame
+// goes over the last one from the top left corner, each line clearing the
+// rest of itself and the frame what is below it, in one write, so that
+// nothing flickers. A status that cannot be read draws an error line, and
+// the next tick tries again. It returns when ctx ends (the signal), with
+// the cursor shown again below the last frame. size, when it knows the
+// terminal's, clips the lines to its width and the frame to its height
+// (a frame that scrolled the screen could not be drawn over).
+func watchStatus(ctx context.Context, url string, interval time.Duration, out io.Writer, size func() (cols, rows int, ok bool)) {
+	_, _ = io.WriteString(out, ansiHideCursor+ansiClear+ansiHome)
+	defer func() { _, _ = io.WriteString(out, ansiShowCursor+"\n") }()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	var lastOK time.Time
+	for {
+		fetchCtx, cancel := context.WithTimeout(ctx, min(interval, 5*time.Second)+time.Second)
+		s, err := fetchStatus(fetchCtx, url)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		var frame strings.Builder
+		now := time.Now()
+		fmt.Fprintf(&frame, "tunnel-supervisor status  %s  every %v  %s\n\n", url, interval, now.Format("15:04:05"))
+		if err != nil {
+			since := "never reached"
+			if !lastOK.IsZero() {
+				since = "last read " + now.Sub(lastOK).Round(time.Second).String() + " ago"
+			}
+			fmt.Fprintf(&frame, "error: %v (%s; retrying every %v)\n", err, since, interval)
+		} else {
+			lastOK = now
+			printStatus(&frame, s)
+		}
+		cols, rows, known := size()
+		_, _ = io.WriteString(out, drawFrame(frame.String(), cols, rows, known))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// drawFrame is text as one redraw from the top left corner: each line
+// clipped to cols-1 (a line that fills its row leaves the cursor waiting to
+// wrap, where the clear would take its last character) and followed by a
+// clear to its end, at most rows-1 lines
+// (the last row stays free, so that the screen never scrolls), then a
+// clear of what is below.
+func drawFrame(text string, cols, rows int, known bool) string {
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if known && rows > 1 && len(lines) > rows-1 {
+		lines = lines[:rows-1]
+	}
+	var b strings.Builder
+	b.WriteString(ansiHome)
+	for i, line := range lines {
+		if known && cols > 1 && utf8.RuneCountInString(line) > cols-1 {
+			line = string([]rune(line)[:cols-1])
+		}
+		if i > 0 {
+			b.WriteString("\r\n")
+		}
+		b.WriteString(line)
+		b.WriteString(ansiClearLine)
+	}
+	b.WriteString(ansiClearBelow)
+	return b.String()
 }
 
 func fetchStatus(ctx context.Context, url string) (*statusView, error) {

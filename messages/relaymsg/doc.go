@@ -15,6 +15,7 @@
 //	                           ResumeRefused), HandedOver
 //	front   -> router          Forward, Done
 //	front   -> root -> router  Drain, ListTunnels (answered with Tunnels)
+//	                           ListSessions (answered with Sessions)
 //	router  -> session         Dispatch, Cancel, Release (streamed exchanges
 //	                           only), CloseSession, Handover, Adopt,
 //	                           ResumeRefused

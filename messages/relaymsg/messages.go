@@ -298,3 +298,79 @@ type ListTunnels struct{}
 type Tunnels struct {
 	Names []string
 }
+
+// ListSessions asks the router for every known tunnel and its live
+// sessions (the relay's dashboard); it answers *Sessions.
+type ListSessions struct{}
+
+// Sessions answers ListSessions: every tunnel the router knows (those with
+// a key, connected or not, and any that registered a session), sorted by
+// name.
+type Sessions struct {
+	Tunnels []TunnelSessions
+}
+
+// TunnelSessions is one tunnel's live sessions, oldest first, how many
+// requests it holds while it has none, and when its last session ended
+// (zero: none has).
+type TunnelSessions struct {
+	Name     string
+	Sessions []SessionInfo
+	Held     int
+	LastSeen time.Time
+}
+
+// SessionInfo is one live session as the router sees it: no key, no
+// address. Instance and Index come from the supervisor's auth frame.
+type SessionInfo struct {
+	ID       string
+	Instance string
+	Index    int
+	InFlight int
+	Since    time.Time
+}
+
+// ReloadKeys gives the auth manager the relay's keys anew (a reload, on
+// SIGHUP): Keys maps every tunnel to its key. From then on keys are checked
+// against these only. It is answered with *KeysReloaded when it was asked
+// (a ReloadKeys sent with no sender, as after a restart of the manager, is
+// not answered). Like Authenticate it never prints a key.
+type ReloadKeys struct {
+	Keys map[string]string
+}
+
+func (m *ReloadKeys) String() string {
+	return fmt.Sprintf("ReloadKeys{%d keys: <redacted>}", len(m.Keys))
+}
+
+// GoString keeps the keys out of %#v as well.
+func (m *ReloadKeys) GoString() string { return m.String() }
+
+// LogValue keeps the keys out of structured logs.
+func (m *ReloadKeys) LogValue() slog.Value { return slog.IntValue(len(m.Keys)) }
+
+// KeysReloaded answers ReloadKeys. Revoked names, sorted, the tunnels whose
+// key is gone or changed: their sessions authenticated with a key that no
+// longer opens them. Added names, sorted, the tunnels that had no key.
+type KeysReloaded struct {
+	Revoked []string
+	Added   []string
+}
+
+// KnownTunnels tells the router the tunnels that have a key after a reload:
+// a public request for a new one is held for a session (not 404) from then
+// on. Tunnels it knew stay known.
+type KnownTunnels struct {
+	Names []string
+}
+
+// CloseSessions tells the router to close, with Code and Reason, every
+// registered session of Tunnels and the registered sessions among
+// Sessions (a reload revoked the key they authenticated with). Sessions
+// of other tunnels are left alone.
+type CloseSessions struct {
+	Tunnels  []string
+	Sessions []*actor.PID
+	Code     int
+	Reason   string
+}

@@ -69,6 +69,8 @@ func NewHandler(cfg Config) http.Handler {
 		}
 		writeJSON(w, code, h, false)
 	})
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) { serveLivez(w, r, cfg.Status) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { serveReadyz(w, cfg.Status) })
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, cfg.Status.Status(), true)
 	})

@@ -161,6 +161,11 @@ func (m *manager) Receive(ctx actor.Context) {
 		m.fail(msg.Addr, ReasonTimeout)
 	case *relaymsg.CheckAddress:
 		ctx.Respond(m.admit(msg.Addr))
+	case *relaymsg.ReloadKeys:
+		res := m.reload(msg.Keys)
+		if ctx.Sender() != nil {
+			ctx.Respond(res)
+		}
 	}
 }
 

@@ -91,6 +91,8 @@
 //	*Drain       -> Outcome 503 to the held requests, orphans cut off; none
 //	                held or kept from then on
 //	*ListTunnels -> answers *Tunnels: those with a session
+//	*ListSessions -> answers *Sessions: every known tunnel, its live
+//	                sessions and held requests (the relay's dashboard)
 //
 // Outcomes go to the exchange's channel, which the front waits on. Timers
 // (request and hold timeouts) run on protoactor's scheduler, so tests in a

@@ -191,6 +191,8 @@ type session struct {
 	live bool
 	// resume: its supervisor can resume its response streams elsewhere.
 	resume bool
+	// since is when it registered (ListSessions).
+	since time.Time
 }
 
 // tunnel is a known tunnel: its live sessions and the requests it holds.
@@ -202,6 +204,8 @@ type tunnel struct {
 	next      int
 	held      list.List // of *pending, oldest first
 	heldBytes int64
+	// lastSeen is when its last session ended (ListSessions).
+	lastSeen time.Time
 }
 
 // pick returns the live session with the fewest requests in flight, ties
@@ -333,6 +337,14 @@ func (r *router) Receive(ctx actor.Context) {
 		r.handedOver(ctx, msg)
 	case *orphanExpired:
 		r.orphanExpired(msg)
+	case *relaymsg.KnownTunnels:
+		for _, name := range msg.Names {
+			if r.tunnels[name] == nil {
+				r.tunnels[name] = &tunnel{name: name}
+			}
+		}
+	case *relaymsg.CloseSessions:
+		r.closeSessions(ctx, msg)
 	case *relaymsg.Drain:
 		r.draining = true
 		for _, t := range r.tunnels {
@@ -359,6 +371,8 @@ func (r *router) Receive(ctx actor.Context) {
 		}
 		slices.Sort(names)
 		ctx.Respond(&relaymsg.Tunnels{Names: names})
+	case *relaymsg.ListSessions:
+		ctx.Respond(r.listSessions())
 	case *actor.Stopping, *actor.Restarting:
 		for id, p := range r.pending {
 			if p.orphan {
@@ -404,7 +418,7 @@ func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
 		ctx.Respond(&relaymsg.Registered{Refused: true, Reason: "tunnel at its session limit"})
 		return
 	}
-	s := &session{pid: msg.Session, id: msg.SessionID, tunnel: t, replica: rep, live: true, resume: msg.Resume}
+	s := &session{pid: msg.Session, id: msg.SessionID, tunnel: t, replica: rep, live: true, resume: msg.Resume, since: time.Now()}
 	r.sessions[msg.Session.Id] = s
 	if at >= 0 {
 		old := t.sessions[at]
@@ -421,6 +435,27 @@ func (r *router) sessionUp(ctx actor.Context, msg *relaymsg.SessionUp) {
 		p := e.Value.(*pending)
 		r.unhold(t, p)
 		r.dispatch(ctx, t.pick(), p)
+	}
+}
+
+// closeSessions closes the live sessions of msg.Tunnels and those of
+// msg.Sessions (a reload revoked their key); each still reports its end
+// with SessionDown, as any session that closes.
+func (r *router) closeSessions(ctx actor.Context, msg *relaymsg.CloseSessions) {
+	var closing []*session
+	for _, name := range msg.Tunnels {
+		if t := r.tunnels[name]; t != nil {
+			closing = append(closing, t.sessions...)
+		}
+	}
+	for _, pid := range msg.Sessions {
+		if s := r.sessions[pid.Id]; s != nil && s.live && !slices.Contains(closing, s) {
+			closing = append(closing, s)
+		}
+	}
+	for _, s := range closing {
+		r.log.WithFields(logrus.Fields{"tunnel": s.tunnel.name, "session_id": s.id, "reason": msg.Reason}).Info("Closing a session: its key was revoked")
+		ctx.Send(s.pid, &relaymsg.CloseSession{Code: msg.Code, Reason: msg.Reason})
 	}
 }
 
@@ -444,6 +479,7 @@ func (r *router) sessionDown(ctx actor.Context, msg *relaymsg.SessionDown) {
 		s.live = false
 		t.sessions = slices.DeleteFunc(t.sessions, func(o *session) bool { return o == s })
 		t.next = 0
+		t.lastSeen = time.Now()
 		r.countSessions(t)
 	}
 	r.settleStreams(ctx, s, msg.Orphans)
@@ -827,4 +863,22 @@ func answer(ex *relaymsg.Exchange, out relaymsg.Outcome) {
 	case ex.Outcome <- out:
 	default:
 	}
+}
+
+// listSessions answers ListSessions: every known tunnel, its live sessions
+// and its held requests, sorted by name.
+func (r *router) listSessions() *relaymsg.Sessions {
+	out := &relaymsg.Sessions{Tunnels: make([]relaymsg.TunnelSessions, 0, len(r.tunnels))}
+	for _, t := range r.tunnels {
+		ts := relaymsg.TunnelSessions{Name: t.name, Held: t.held.Len(), LastSeen: t.lastSeen,
+			Sessions: make([]relaymsg.SessionInfo, 0, len(t.sessions))}
+		for _, s := range t.sessions {
+			ts.Sessions = append(ts.Sessions, relaymsg.SessionInfo{
+				ID: s.id, Instance: s.replica.instance, Index: s.replica.index, InFlight: s.inFlight, Since: s.since,
+			})
+		}
+		out.Tunnels = append(out.Tunnels, ts)
+	}
+	slices.SortFunc(out.Tunnels, func(a, b relaymsg.TunnelSessions) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }
