@@ -114,7 +114,7 @@ func readRules(t *testing.T) ruleFile {
 // relay's three.
 var wantAlerts = []string{
 	"TunnelSuccessRateLow", "TunnelCircuitBreakerActivated", "TunnelHighFailureRate", "TunnelDisconnected",
-	"TunnelRelayNoSession", "TunnelRelayHigh5xxRate", "TunnelRelayFleetMemberDown",
+	"TunnelRelayNoSession", "TunnelRelayHigh5xxRate", "TunnelRelayFleetMemberDown", "TunnelRelayFleetMemberLost",
 }
 
 // TestAlertRules checks alerts.yml with promtool (syntax, PromQL, templates)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,9 @@ type metrics struct {
 	resumes        *prometheus.CounterVec
 	// hops counts public requests served through another node of a fleet.
 	hops prometheus.Counter
+	// members reports the fleet's members as this node sees them (0 for
+	// a relay alone); set once the fleet has started.
+	members atomic.Pointer[func() int]
 	// tunnels are the tunnels a key opens; a reload swaps them.
 	tunnels *tunnelSet
 	// reloads counts reloads of the keys by result (ok, error).
@@ -120,11 +124,19 @@ func newMetrics(tunnels map[string]string, budget *wire.Budget) *metrics {
 	for _, result := range []string{router.ResultResumed, router.ResultRefused, router.ResultExpired} {
 		m.resumes.WithLabelValues(result)
 	}
+	fleetMembers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tunnel_relay_fleet_members", Help: "Members of the relay's fleet as this node sees them, itself included; 0 for a relay alone.",
+	}, func() float64 {
+		if members := m.members.Load(); members != nil {
+			return float64((*members)())
+		}
+		return 0
+	})
 	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tunnel_relay_buffered_bytes", Help: "Bytes of streamed responses buffered for public clients.",
 	}, func() float64 { return float64(budget.Used()) })
 	m.registry.MustRegister(m.sessions, m.pending, m.evicted, m.authFailures, m.upgrades, m.requests, m.inFlight, m.latency,
-		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes, m.hops,
+		m.bytesIn, m.bytesOut, buffered, m.tunnelSessions, m.held, m.retries, m.resumes, m.hops, fleetMembers,
 		m.accessDenied, m.reloads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

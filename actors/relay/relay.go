@@ -124,6 +124,10 @@ func Start(cfg Config) (*Relay, error) {
 	}
 	budget := wire.NewBudget(cfg.MaxBuffered)
 	m := newMetrics(keys, budget)
+	if node != nil {
+		members := func() int { return len(node.fleet.Members()) }
+		m.members.Store(&members)
+	}
 	r := &Relay{
 		cfg:       cfg,
 		log:       cfg.Logger.WithField("actor", "relay"),
