@@ -151,6 +151,9 @@ func TestAnyNodeServesATunnel(t *testing.T) {
 				if err != nil || code != http.StatusOK || sha256.Sum256(body) != sha256.Sum256(bigBody) {
 					t.Fatalf("GET /big at %s: %d, %d bytes, %v", n.name, code, len(body), err)
 				}
+				if members, err := n.metric("tunnel_relay_fleet_members"); err != nil || members != 3 {
+					t.Errorf("node %s reports %v fleet members (%v), want 3", n.name, members, err)
+				}
 				hops, err := n.metric("tunnel_relay_fleet_hops_total")
 				if err != nil || hops < 3 {
 					t.Errorf("node %s counted %v hops (%v), want at least 3", n.name, hops, err)
