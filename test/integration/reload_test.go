@@ -122,8 +122,8 @@ func TestReloadRevokesOneTunnel(t *testing.T) {
 		t.Fatalf("Reload: %v", err)
 	}
 	harness.Eventually(t, patience, "alpha's supervisor to fail its auth", func() bool { return authFailures(rw.alpha) > 0 })
-	if !strings.Contains(rw.logs.String(), "key revoked") {
-		t.Error("no log line tells of the session closed with \"key revoked\"")
+	if logs := rw.logs.String(); !strings.Contains(logs, "Session closed: its key was revoked") || !strings.Contains(logs, "failure_type=KEY_REVOKED") {
+		t.Error("no log line tells of the session closed for its revoked key (KEY_REVOKED)")
 	}
 	if got := rw.status("alpha"); got != http.StatusNotFound {
 		t.Errorf("alpha after the reload: %d, want 404", got)

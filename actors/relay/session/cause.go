@@ -47,6 +47,9 @@ const (
 	// as many authenticated sessions as it may (1013, with the reason the
 	// refusal gave).
 	SessionLimit
+	// KeyRevoked: a reload of the relay's keys revoked or changed the
+	// session's key (1008, with the reason the router gave).
+	KeyRevoked
 )
 
 var causes = [...]struct {
@@ -67,6 +70,7 @@ var causes = [...]struct {
 	SlowReader:   {"SLOW_READER", websocket.CloseAbnormalClosure, ""},
 	Evicted:      {"EVICTED", wire.CloseTryAgainLater, "too many unauthenticated connections"},
 	SessionLimit: {"SESSION_LIMIT", wire.CloseTryAgainLater, "relay at its session limit"},
+	KeyRevoked:   {"KEY_REVOKED", wire.ClosePolicy, "key revoked"},
 }
 
 func (c Cause) String() string {

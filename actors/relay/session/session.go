@@ -332,6 +332,12 @@ func (s *session) Receive(ctx actor.Context) {
 		s.refuseResume(msg.MessageID)
 	case *relaymsg.CloseSession:
 		s.code, s.reason = msg.Code, msg.Reason
+		if msg.Code == wire.ClosePolicy {
+			// Only a reload that revoked the key closes a live session so.
+			s.logs().WithField("reason", msg.Reason).Info("Session closed: its key was revoked")
+			s.close(ctx, KeyRevoked)
+			return
+		}
 		s.logs().WithField("reason", msg.Reason).Info("Session replaced")
 		s.close(ctx, TakenOver)
 	}
