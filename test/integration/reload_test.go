@@ -26,7 +26,8 @@ const (
 )
 
 // reloadWorld is a relay with a keys file of alpha and beta, each with a
-// supervisor, and an upstream whose /slow answers once release is closed.
+// supervisor, and an upstream whose /slow says on reached that it has a
+// request and answers once release is closed.
 type reloadWorld struct {
 	*world
 	r        *relay.Relay
@@ -34,6 +35,7 @@ type reloadWorld struct {
 	upstream string
 	alpha    *tunnel
 	beta     *tunnel
+	reached  chan struct{}
 	release  chan struct{}
 }
 
@@ -41,7 +43,7 @@ func startReloadWorld(t *testing.T) *reloadWorld {
 	t.Helper()
 	w := newWorld(t)
 	w.secrets = append(w.secrets, alphaKey, alphaKeyNew, betaKey, gammaKey, betaBearer)
-	rw := &reloadWorld{world: w, keysFile: filepath.Join(t.TempDir(), "keys"), release: make(chan struct{})}
+	rw := &reloadWorld{world: w, keysFile: filepath.Join(t.TempDir(), "keys"), reached: make(chan struct{}, 8), release: make(chan struct{})}
 	rw.writeKeys("alpha " + alphaKey + "\nbeta " + betaKey + "\n")
 	rw.r = w.startRelay("127.0.0.1:0", func(c *relay.Config) {
 		c.KeysFile = rw.keysFile
@@ -49,6 +51,7 @@ func startReloadWorld(t *testing.T) *reloadWorld {
 	})
 	up := w.startUpstream(http.HandlerFunc(func(resp http.ResponseWriter, req *http.Request) {
 		if req.URL.Path == "/slow" {
+			rw.reached <- struct{}{}
 			<-rw.release
 		}
 		_, _ = io.WriteString(resp, "served "+req.URL.Path)
@@ -115,7 +118,7 @@ func TestReloadRevokesOneTunnel(t *testing.T) {
 		resp.Body.Close()
 		slow <- resp.StatusCode
 	}()
-	time.Sleep(100 * time.Millisecond) // let it reach the upstream
+	<-rw.reached // in flight: at the upstream
 
 	rw.writeKeys("beta " + betaKey + "\ngamma " + gammaKey + "\n")
 	if err := rw.r.Reload(); err != nil {
