@@ -17,6 +17,7 @@
 //     that, and nothing else notices) leaves and joins again as a new
 //     member (Engine.Rejoin).
 //
-// The engine sits behind two small interfaces, Membership and Directory,
-// so that another cluster could stand in for protoactor-go's.
+// The engine sits behind two small interfaces, Membership and Directory
+// (declared in messages/fleetmsg, where the two sides meet), so that
+// another cluster could stand in for protoactor-go's.
 package fleet

@@ -3,13 +3,14 @@ package fleet
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/enhanced-tunnel/tunnel/messages/fleetmsg"
 
 	"github.com/sirupsen/logrus"
 )
@@ -42,51 +43,19 @@ const (
 	retryAfter = time.Second
 )
 
+// The engine's side of the fleet, declared in messages/fleetmsg so that an
+// engine (protoengine) and the Fleet meet through it alone.
+type (
+	Route        = fleetmsg.Route
+	Registration = fleetmsg.Registration
+	Membership   = fleetmsg.Membership
+	Directory    = fleetmsg.Directory
+	Engine       = fleetmsg.Engine
+)
+
 // ErrClosed is returned by Close after the first call, and by an engine
 // after its Close.
-var ErrClosed = errors.New("fleet: closed")
-
-// Route is a node with live sessions of a tunnel.
-type Route struct {
-	Node     string // member id
-	Internal string // host:port of its internal HTTP listener
-	Sessions int
-}
-
-// Registration is what a node says of one tunnel to the directory.
-type Registration struct {
-	Node     string
-	Internal string
-	Sessions int // 0: the node has none any more
-	TTL      time.Duration
-}
-
-// Membership is the cluster's view of who is in the fleet.
-type Membership interface {
-	// Self is this node's member id; it changes on Rejoin.
-	Self() string
-	// Joined says whether this node is in its own member list.
-	Joined() bool
-	// Members are the member ids of the fleet.
-	Members() []string
-	// Topology is signalled (coalesced) on each topology change.
-	Topology() <-chan struct{}
-	// Rejoin leaves the cluster and joins it again as a new member.
-	Rejoin() error
-}
-
-// Directory is the tunnel directory.
-type Directory interface {
-	Register(ctx context.Context, tunnel string, r Registration) error
-	Lookup(ctx context.Context, tunnel string) ([]Route, error)
-}
-
-// Engine is a cluster: membership and the directory.
-type Engine interface {
-	Membership
-	Directory
-	Close() error
-}
+var ErrClosed = fleetmsg.ErrClosed
 
 // Config configures a Fleet. Zero durations take their defaults.
 type Config struct {

@@ -29,9 +29,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/fleet"
-	"github.com/enhanced-tunnel/tunnel/actors/relay/fleet/directory"
+	"github.com/enhanced-tunnel/tunnel/actors/relay/fleet/protoengine/directory"
 	fleetv1 "github.com/enhanced-tunnel/tunnel/messages/fleet/v1"
+	"github.com/enhanced-tunnel/tunnel/messages/fleetmsg"
 )
 
 const (
@@ -128,7 +128,7 @@ func (m *member) isMember(id string) bool {
 	return set != nil && (*set)[id]
 }
 
-var _ fleet.Engine = (*Engine)(nil)
+var _ fleetmsg.Engine = (*Engine)(nil)
 
 // Start joins the cluster as a new member.
 func Start(cfg Config) (*Engine, error) {
@@ -301,7 +301,7 @@ func (e *Engine) member() (*member, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cur == nil {
-		return nil, fleet.ErrClosed
+		return nil, fleetmsg.ErrClosed
 	}
 	return e.cur, nil
 }
@@ -361,7 +361,7 @@ func (e *Engine) Rejoin() error {
 	old := e.cur
 	e.mu.Unlock()
 	if old == nil {
-		return fleet.ErrClosed
+		return fleetmsg.ErrClosed
 	}
 	old.leave()
 	m, err := e.join()
@@ -371,7 +371,7 @@ func (e *Engine) Rejoin() error {
 		if m != nil {
 			m.leave()
 		}
-		return fleet.ErrClosed
+		return fleetmsg.ErrClosed
 	}
 	if err != nil {
 		return err
@@ -391,7 +391,7 @@ func (e *Engine) Close() error {
 	e.cur = nil
 	e.mu.Unlock()
 	if m == nil {
-		return fleet.ErrClosed
+		return fleetmsg.ErrClosed
 	}
 	m.leave()
 	return nil
@@ -405,7 +405,7 @@ func (m *member) leave() {
 }
 
 // Register tells tunnel's directory grain about this node.
-func (e *Engine) Register(ctx context.Context, tunnel string, r fleet.Registration) error {
+func (e *Engine) Register(ctx context.Context, tunnel string, r fleetmsg.Registration) error {
 	_, err := e.request(ctx, tunnel, &fleetv1.Register{
 		Node: r.Node, Internal: r.Internal, Sessions: int32(r.Sessions), TtlMs: r.TTL.Milliseconds(),
 	})
@@ -413,7 +413,7 @@ func (e *Engine) Register(ctx context.Context, tunnel string, r fleet.Registrati
 }
 
 // Lookup asks tunnel's directory grain for its routes.
-func (e *Engine) Lookup(ctx context.Context, tunnel string) ([]fleet.Route, error) {
+func (e *Engine) Lookup(ctx context.Context, tunnel string) ([]fleetmsg.Route, error) {
 	res, err := e.request(ctx, tunnel, &fleetv1.Lookup{})
 	if err != nil {
 		return nil, err
@@ -422,9 +422,9 @@ func (e *Engine) Lookup(ctx context.Context, tunnel string) ([]fleet.Route, erro
 	if !ok {
 		return nil, fmt.Errorf("fleet: directory answered %T", res)
 	}
-	out := make([]fleet.Route, 0, len(routes.GetRoutes()))
+	out := make([]fleetmsg.Route, 0, len(routes.GetRoutes()))
 	for _, r := range routes.GetRoutes() {
-		out = append(out, fleet.Route{Node: r.GetNode(), Internal: r.GetInternal(), Sessions: int(r.GetSessions())})
+		out = append(out, fleetmsg.Route{Node: r.GetNode(), Internal: r.GetInternal(), Sessions: int(r.GetSessions())})
 	}
 	return out, nil
 }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
-	"github.com/enhanced-tunnel/tunnel/actors/relay/fleet/directory"
+	"github.com/enhanced-tunnel/tunnel/actors/relay/fleet/protoengine/directory"
 	fleetv1 "github.com/enhanced-tunnel/tunnel/messages/fleet/v1"
 	"github.com/enhanced-tunnel/tunnel/test/probe"
 )
