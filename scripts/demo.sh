@@ -26,39 +26,6 @@ SUPERVISOR=127.0.0.1:$(free_port)
 # 192 random bits; the relay refuses keys under 128.
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 
-# stop_all stops the processes in reverse order of start (the supervisor
-# first, so it drains and closes the tunnel while the relay is still there).
-stop_all() {
-  local status=$? i pid
-  trap - EXIT INT TERM
-  if ((${#pids[@]})); then step "Stopping"; fi
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    pid=${pids[i]}
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "${names[i]} did not stop within 10 s; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    if wait "$pid"; then
-      echo "${names[i]} stopped"
-    else
-      echo "${names[i]} exited with status $?"
-    fi
-  done
-  if ((status != 0)); then
-    echo >&2
-    echo "The demo failed. Last lines of the logs:" >&2
-    for name in "${names[@]}"; do
-      echo "--- $OUT/$name.log" >&2
-      tail -n 15 "$OUT/$name.log" >&2 || true
-    done
-  fi
-  exit "$status"
-}
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 

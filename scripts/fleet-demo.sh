@@ -37,6 +37,7 @@ pids=()  # the processes started, in order
 names=() # and their names
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
+DEMO_TITLE="The fleet demo"
 
 step "Building tunnel-relay, tunnel-supervisor and tts-demo into $BIN_DIR/"
 go build -o "$BIN_DIR/" ./cmd/tunnel-relay ./cmd/tunnel-supervisor ./cmd/tts-demo
@@ -64,46 +65,6 @@ fi
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 SECRET=$(head -c 24 /dev/urandom | base64 | tr '+/' '-_')
 
-# stop_all stops the processes in reverse order of start (the supervisor
-# first, so it drains and closes the tunnel while the relays are still
-# there; etcd last, so the relays can leave the fleet).
-stop_all() {
-  local status=$? i pid code
-  trap - EXIT INT TERM
-  if ((${#pids[@]})); then step "Stopping"; fi
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    pid=${pids[i]}
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "${names[i]} did not stop within 10 s; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    code=0
-    wait "$pid" || code=$?
-    if ((code == 0)); then
-      echo "${names[i]} stopped"
-    elif [[ ${names[i]} == etcd && $code == 143 ]]; then
-      # etcd ends by its SIGTERM once it has cleaned up.
-      echo "${names[i]} stopped (by SIGTERM)"
-    else
-      echo "${names[i]} exited with status $code"
-    fi
-  done
-  if [[ -n ${ETCD_DATA:-} ]]; then rm -rf "$ETCD_DATA"; fi
-  if ((status != 0)); then
-    echo >&2
-    echo "The fleet demo failed. Last lines of the logs:" >&2
-    for name in "${names[@]}"; do
-      echo "--- $OUT/$name.log" >&2
-      tail -n 15 "$OUT/$name.log" >&2 || true
-    done
-  fi
-  exit "$status"
-}
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 

@@ -548,19 +548,7 @@ func fleetRun(ctx context.Context, d time.Duration, round int, w workload, t, u 
 	if err != nil {
 		return nil, 0, err
 	}
-	res := &RunResult{
-		Round: round, Workload: w.name, Target: t, Conns: w.conns, Elapsed: lr.elapsed,
-		Requests: lr.requests, Errors: lr.errors, Bytes: lr.bytes,
-		P50: median(lr.latencies), TTFBP50: median(lr.ttfbs),
-		CPU: map[string]time.Duration{}, Writes: map[string]int64{},
-	}
-	if lr.firstErr != nil {
-		res.FirstError = lr.firstErr.Error()
-	}
-	for role, u := range used {
-		res.CPU[role], res.Writes[role] = u.cpu, u.writes
-	}
-	return res, percentile(lr.latencies, 0.99), nil
+	return newRunResult(round, w, t, lr, used), percentile(lr.latencies, 0.99), nil
 }
 
 // percentile returns the q-quantile of samples (which it sorts), by the

@@ -163,16 +163,7 @@ func (rep *FleetReport) Write(out io.Writer) error {
 	rps, _ := rep.row("rps " + wlSmall32)
 	fmt.Fprintf(&b, "\nhop vs local, medians: %s p50 latency (small@1), %s relay CPU per request (small@32), %s the requests/s (small@32)\n",
 		formatMedian(p50.Diff, " µs"), formatMedian(cpu.Diff, " µs"), formatMedian(rps.Diff, "x"))
-	var flagged []string
-	for _, r := range rep.Runs {
-		if r.Errors > 0 {
-			flagged = append(flagged, fmt.Sprintf("! round %d, %s %s: %d errors, %d requests answered; first: %s",
-				r.Round+1, r.Workload, r.Target, r.Errors, r.Requests, r.FirstError))
-		}
-	}
-	if len(flagged) > 0 {
-		fmt.Fprintf(&b, "\n%s\n", strings.Join(flagged, "\n"))
-	}
+	writeFlagged(&b, rep.Runs)
 	if rep.Loss != nil {
 		rep.Loss.write(&b, c)
 	}

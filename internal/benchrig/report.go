@@ -304,16 +304,7 @@ func (rep *Report) Write(out io.Writer) error {
 	writeTable(&b, table)
 	fmt.Fprintf(&b, "\n%s\n", strings.Join(notes, "\n"))
 
-	var flagged []string
-	for _, r := range rep.Runs {
-		if r.Errors > 0 {
-			flagged = append(flagged, fmt.Sprintf("! round %d, %s %s: %d errors, %d requests answered; first: %s",
-				r.Round+1, r.Workload, r.Target, r.Errors, r.Requests, r.FirstError))
-		}
-	}
-	if len(flagged) > 0 {
-		fmt.Fprintf(&b, "\n%s\n", strings.Join(flagged, "\n"))
-	}
+	writeFlagged(&b, rep.Runs)
 	_, err := io.WriteString(out, b.String())
 	return err
 }
@@ -377,5 +368,19 @@ func writeTable(b *strings.Builder, rows [][]string) {
 	b.WriteString("|\n")
 	for _, row := range rows[1:] {
 		line(row)
+	}
+}
+
+// writeFlagged lists the runs that had errors, one "!" line each.
+func writeFlagged(b *strings.Builder, runs []RunResult) {
+	var flagged []string
+	for _, r := range runs {
+		if r.Errors > 0 {
+			flagged = append(flagged, fmt.Sprintf("! round %d, %s %s: %d errors, %d requests answered; first: %s",
+				r.Round+1, r.Workload, r.Target, r.Errors, r.Requests, r.FirstError))
+		}
+	}
+	if len(flagged) > 0 {
+		fmt.Fprintf(b, "\n%s\n", strings.Join(flagged, "\n"))
 	}
 }

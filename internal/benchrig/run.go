@@ -304,6 +304,12 @@ func (r *rig) run(ctx context.Context, round int, w workload, t string) (*RunRes
 	if err != nil {
 		return nil, err
 	}
+	return newRunResult(round, w, t, lr, used), nil
+}
+
+// newRunResult is the result of one run: its load's figures and what each
+// process used meanwhile.
+func newRunResult(round int, w workload, t string, lr *loopResult, used map[string]usage) *RunResult {
 	res := &RunResult{
 		Round: round, Workload: w.name, Target: t, Conns: w.conns, Elapsed: lr.elapsed,
 		Requests: lr.requests, Errors: lr.errors, Bytes: lr.bytes,
@@ -316,7 +322,7 @@ func (r *rig) run(ctx context.Context, round int, w workload, t string) (*RunRes
 	for role, u := range used {
 		res.CPU[role], res.Writes[role] = u.cpu, u.writes
 	}
-	return res, nil
+	return res
 }
 
 // newKey returns a random API key of 192 bits, which the relay's entropy
