@@ -425,10 +425,25 @@ func (s *socket) abort(code int) {
 	go func() {
 		defer s.wg.Done()
 		if ws != nil {
-			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(s.cfg.CloseTimeout))
+			_ = s.writeClose(ws, code)
 		}
 		s.closeNow()
 	}()
+}
+
+// writeClose writes a close frame with code, bounded by CloseTimeout, and
+// puts it on the wire at once. The writer may be in the middle of a batch
+// (see writeQueued), which would otherwise keep the frame until its Flush:
+// after abort's close the connection is gone by then, and release would wait
+// CloseTimeout for an answer to a frame the relay never saw.
+func (s *socket) writeClose(ws *websocket.Conn, code int) error {
+	if err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, ""), time.Now().Add(s.cfg.CloseTimeout)); err != nil {
+		return err
+	}
+	if conn := s.batchConn(); conn != nil {
+		return conn.Flush()
+	}
+	return nil
 }
 
 // release ends the socket for good and returns once its goroutines have
@@ -437,8 +452,7 @@ func (s *socket) abort(code int) {
 func (s *socket) release() {
 	s.stop()
 	if ws := s.webSocket(); ws != nil && !s.aborted {
-		err := ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(wire.CloseNormal, ""), time.Now().Add(s.cfg.CloseTimeout))
-		if err == nil {
+		if err := s.writeClose(ws, wire.CloseNormal); err == nil {
 			wait := time.NewTimer(s.cfg.CloseTimeout)
 			select {
 			case <-s.readerDone:
