@@ -91,13 +91,13 @@ func (c *connector) start(ctx actor.Context) {
 	}()
 }
 
+// authenticated reports the new state before the writer starts: whatever
+// the relay sees written on this session (an answer to a request the reader
+// already delivered) then comes after the parent heard of it, so that a
+// status asked for in reply says AUTHENTICATED. Frames queued meanwhile wait
+// for the writer.
 func (c *connector) authenticated(ctx actor.Context, m *authOK) {
 	system, self, sock := ctx.ActorSystem(), ctx.Self(), c.sock
-	sock.wg.Add(1)
-	go func() {
-		defer sock.wg.Done()
-		sock.write(m.ws, func(msg any) { system.Root.Send(self, msg) })
-	}()
 	c.report(ctx, &messages.StateChanged{
 		State:       messages.Authenticated,
 		Epoch:       m.epoch,
@@ -105,6 +105,11 @@ func (c *connector) authenticated(ctx actor.Context, m *authOK) {
 		Resume:      m.resume,
 		ConnectTime: time.Since(sock.started),
 	})
+	sock.wg.Add(1)
+	go func() {
+		defer sock.wg.Done()
+		sock.write(m.ws, func(msg any) { system.Root.Send(self, msg) })
+	}()
 }
 
 // dispatch handles a frame that is the connection's own business.
