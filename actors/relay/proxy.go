@@ -245,9 +245,10 @@ type proxyCall struct {
 	rc     *http.ResponseController
 	tunnel string
 	id     string
-	status int  // what the client was answered, for the metrics
-	done   bool // the router was told Done
-	duplex bool // the response may start before the request body is read
+	status int         // what the client was answered, for the metrics
+	done   bool        // the router was told Done
+	duplex bool        // the response may start before the request body is read
+	cut    atomic.Bool // the buffer budget gave the response up (see stream)
 
 	body     *publicBody
 	uploaded chan error // the upload's result while it runs
@@ -356,6 +357,10 @@ func (p *proxyCall) fail(status int, text string) {
 // net/http makes once the handler returns.
 func (p *proxyCall) armWrite() {
 	_ = p.rc.SetWriteDeadline(time.Now().Add(p.r.cfg.SendTimeout))
+	if p.cut.Load() {
+		// Cut meanwhile (see stream): its deadline of now must stand.
+		_ = p.rc.SetWriteDeadline(time.Now())
+	}
 }
 
 // closeIfUnread tells the client not to reuse the connection when the
@@ -648,8 +653,28 @@ func (p *proxyCall) respond(out relaymsg.Outcome) {
 // most copyBuffer taken from the chunks without a copy, each written and
 // flushed, at the client's pace: the body's window fills up and the
 // supervisor waits, for this stream only. A client that takes nothing for
-// the send timeout is cut off, and the supervisor told to cancel.
+// the send timeout is cut off, and the supervisor told to cancel. So is
+// one whose stream the buffer budget gives up (-max-buffered) at once, even
+// while a write to it is blocked: its place and its upstream request are
+// freed then, not a send timeout later.
 func (p *proxyCall) stream(body *wire.StreamReader) {
+	// Guarded so that a late abort cannot touch the connection once this
+	// response is done with it: a kept-alive connection serves another.
+	var mu sync.Mutex
+	live := true
+	defer func() {
+		mu.Lock()
+		live = false
+		mu.Unlock()
+	}()
+	body.OnAbort(func(error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if live {
+			p.cut.Store(true)
+			_ = p.rc.SetWriteDeadline(time.Now())
+		}
+	})
 	for {
 		chunk, err := body.Next(copyBuffer)
 		if len(chunk) > 0 {
@@ -660,6 +685,11 @@ func (p *proxyCall) stream(body *wire.StreamReader) {
 			}
 			if werr != nil {
 				p.tellDone(true)
+				if p.cut.Load() {
+					p.r.log.WithFields(logrus.Fields{"tunnel": p.tunnel, "message_id": p.id}).
+						Warn("Response buffer budget ran out and this public client lagged the most; cutting it off")
+					return
+				}
 				if errors.Is(werr, os.ErrDeadlineExceeded) {
 					p.r.log.WithFields(logrus.Fields{"tunnel": p.tunnel, "message_id": p.id, "delay": p.r.cfg.SendTimeout.String()}).
 						Warn("Public client took nothing of its response for the send timeout; cutting it off")

@@ -154,6 +154,9 @@ func (p *proxyCall) switchProtocols(out relaymsg.Outcome, proto string, feed *io
 		}
 		_ = body.Close()
 	}()
+	// A client the buffer budget gives up is cut at once, even while a
+	// write to it is blocked (see proxyCall.stream).
+	body.OnAbort(func(error) { _ = conn.Close() })
 	clean := true
 	for {
 		chunk, err := body.Next(copyBuffer)

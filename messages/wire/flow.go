@@ -239,7 +239,8 @@ type StreamReader struct {
 	closed  bool
 	pushed  int64 // body bytes pushed so far, for a resume's offset
 	grant   func(n int64)
-	budget  *Budget // shared with other readers; nil: none
+	budget  *Budget     // shared with other readers; nil: none
+	onAbort func(error) // see OnAbort; nil: none
 }
 
 // NewStreamReader returns the reader of a stream whose sender starts with
@@ -299,17 +300,40 @@ func (r *StreamReader) Push(chunk []byte) error {
 }
 
 // abort ends the stream with err at once, dropping what is buffered: Read
-// returns err without draining.
+// returns err without draining, and the OnAbort callback, if any, is called.
 func (r *StreamReader) abort(err error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.closed {
+		r.mu.Unlock()
 		return
 	}
 	r.end = err
 	r.chunks = nil
 	r.budget.forget(r)
 	r.arrived.Broadcast()
+	f := r.onAbort
+	r.mu.Unlock()
+	if f != nil {
+		f(err)
+	}
+}
+
+// OnAbort has f called, once, when the shared budget gives r up (see
+// Budget), with the error Read then returns; at once if that happened
+// already. A consumer does not read while it writes what it took before,
+// and a consumer that lags is most likely stuck in such a write: f is how
+// it learns of the abort then, from the goroutine that pushed. f must not
+// block.
+func (r *StreamReader) OnAbort(f func(error)) {
+	r.mu.Lock()
+	end := r.end
+	if !errors.Is(end, ErrBudgetExceeded) {
+		r.onAbort = f
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	f(end)
 }
 
 // Rebind hands the stream to another sender connection (stream_resume):

@@ -825,6 +825,86 @@ func TestStreamReaderBudgetCutsTheLaggardNotTheBurst(t *testing.T) {
 	})
 }
 
+// TestStreamReaderOnAbort proves that a consumer hears of its stream being
+// given up by the budget when it happens, whether it registered before or
+// after, and only then: a stream that ends, fails or is closed calls nothing.
+func TestStreamReaderOnAbort(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// before runs between Share and OnAbort, after once OnAbort is set;
+		// victim is the reader the budget of 100 bytes may give up.
+		before, after func(victim *StreamReader, other *StreamReader)
+		calls         int
+	}{
+		{
+			name:  "given up after registering",
+			after: overflow,
+			calls: 1,
+		},
+		{
+			name:   "given up before registering",
+			before: overflow,
+			calls:  1,
+		},
+		{
+			name: "given up twice over",
+			after: func(victim, other *StreamReader) {
+				overflow(victim, other)
+				_ = other.Push(make([]byte, 1))
+				_ = victim.Push(make([]byte, 1))
+			},
+			calls: 1,
+		},
+		{
+			name:  "finished",
+			after: func(victim, _ *StreamReader) { _ = victim.Push(make([]byte, 60)); victim.Finish() },
+		},
+		{
+			name:  "failed",
+			after: func(victim, _ *StreamReader) { victim.Fail(io.ErrUnexpectedEOF) },
+		},
+		{
+			name: "closed, then over the budget",
+			after: func(victim, other *StreamReader) {
+				_ = victim.Close()
+				overflow(victim, other)
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := NewBudget(100)
+				victim := NewStreamReader(1000, func(int64) {}).Share(b)
+				other := NewStreamReader(1000, func(int64) {}).Share(b)
+				if tc.before != nil {
+					tc.before(victim, other)
+				}
+				var got []error
+				victim.OnAbort(func(err error) { got = append(got, err) })
+				if tc.after != nil {
+					tc.after(victim, other)
+				}
+				if len(got) != tc.calls {
+					t.Fatalf("OnAbort called %d times (%v), want %d", len(got), got, tc.calls)
+				}
+				for _, err := range got {
+					if !errors.Is(err, ErrBudgetExceeded) {
+						t.Fatalf("OnAbort called with %v, want ErrBudgetExceeded", err)
+					}
+				}
+			})
+		})
+	}
+}
+
+// overflow takes a budget of 100 bytes over with victim holding the most,
+// for the longest: the budget gives victim up.
+func overflow(victim, other *StreamReader) {
+	_ = victim.Push(make([]byte, 60))
+	time.Sleep(time.Second) // virtual: victim's consumer reads nothing
+	_ = other.Push(make([]byte, 50))
+}
+
 // TestStreamReaderBudget walks three readers that share one budget through
 // pushes, reads, finishes, failures and closes, and checks after every step
 // what Push or Read answered and what the budget counts. It pins Budget's

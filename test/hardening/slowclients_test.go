@@ -185,6 +185,10 @@ func TestClientsThatNeverReadAreCutAndTheirUpstreamCancelled(t *testing.T) {
 // Streamed responses buffered for clients that lag add up to at most the
 // relay's budget: past it the stream holding the most is cut (its upstream
 // request cancelled), while a client that keeps up gets its 16 MiB whole.
+// A laggard is cut at once even while the relay's write to it is blocked on
+// a full socket: that used to wait for the send timeout (a minute here),
+// and this test failed whenever the kernel took the writes slowly enough
+// for every laggard to be in such a write when the budget ran out.
 func TestStreamBuffersStayWithinTheBudgetAndTheLaggardsAreCut(t *testing.T) {
 	up := &endless{}
 	const budget = 1 << 20
