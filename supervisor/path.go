@@ -181,8 +181,10 @@ func (p *path) stateChanged(ctx actor.Context, m *messages.StateChanged) {
 		p.epoch = m.Epoch
 		p.log.WithFields(logrus.Fields{"state": m.State.String(), "attempt": m.Attempt, "session_id": m.SessionID}).Info("Tunnel authenticated")
 	}
-	p.hooks.state(*m)
+	// The root first: a host that sends as soon as it hears of the change
+	// finds its request routed by it.
 	p.tellRoot(ctx)
+	p.hooks.state(*m)
 }
 
 // HandleFailure is the restart rule of the path's children, read from
