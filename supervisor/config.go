@@ -156,7 +156,8 @@ type Config struct {
 
 	OnMessage Handler // nil answers every request with an error frame
 	// OnStateChange is called, in order, on every state change of the
-	// tunnel (including CIRCUIT_BREAKER). It must not block for long.
+	// tunnel (including CIRCUIT_BREAKER). It must not block for long. When
+	// it hears AUTHENTICATED, Send already routes over that connection.
 	OnStateChange func(messages.StateChanged)
 	Logger        *logrus.Logger // nil discards logs
 }
