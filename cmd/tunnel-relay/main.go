@@ -24,6 +24,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/enhanced-tunnel/tunnel/actors/relay"
+	"github.com/enhanced-tunnel/tunnel/internal/buildinfo"
 	"github.com/enhanced-tunnel/tunnel/internal/configfile"
 )
 
@@ -237,7 +238,7 @@ func newLogger(o *options, out io.Writer) *logrus.Logger {
 // run is the command: it serves until ctx ends, then shuts down. It
 // returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
-	if wantsVersion(args) {
+	if buildinfo.Requested(args) {
 		printVersion(os.Stdout)
 		return 0
 	}

@@ -16,21 +16,6 @@ import (
 	"github.com/enhanced-tunnel/tunnel/internal/buildinfo"
 )
 
-// wantsVersion says whether args ask for -version (or --version), which
-// prints the build and exits 0 before anything else is read: no
-// environment variable or config file can turn it on.
-func wantsVersion(args []string) bool {
-	for _, a := range args {
-		switch a {
-		case "-version", "--version", "-version=true", "--version=true":
-			return true
-		case "--":
-			return false
-		}
-	}
-	return false
-}
-
 // printVersion writes the module version, VCS revision and Go version.
 func printVersion(out io.Writer) { buildinfo.Print(out, "tunnel-relay") }
 

@@ -28,16 +28,6 @@ func TestVersionExitsZeroBeforeAnythingElse(t *testing.T) {
 		!strings.Contains(out.String(), "revision ") {
 		t.Errorf("version output %q", out.String())
 	}
-	for _, args := range [][]string{{"--version"}, {"-version=true"}, {"-log-level", "debug", "-version"}} {
-		if !wantsVersion(args) {
-			t.Errorf("%v: not taken for -version", args)
-		}
-	}
-	for _, args := range [][]string{nil, {"-listen", ":1"}, {"--", "-version"}} {
-		if wantsVersion(args) {
-			t.Errorf("%v: taken for -version", args)
-		}
-	}
 }
 
 func TestAccessLogFlag(t *testing.T) {

@@ -42,7 +42,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	if len(args) > 0 && args[0] == "check-config" {
 		return checkConfig(args[1:], getenv, stdout, stderr)
 	}
-	if wantsVersion(args) {
+	if buildinfo.Requested(args) {
 		buildinfo.Print(stdout, "tunnel-supervisor")
 		return 0
 	}

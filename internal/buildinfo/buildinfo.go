@@ -80,3 +80,19 @@ func Print(w io.Writer, program string) {
 		fmt.Fprintf(w, "module %s\n", i.Module)
 	}
 }
+
+// Requested says whether args ask for -version (or --version), which a
+// binary answers by printing its build and exiting 0 before anything else
+// is read: no environment variable or config file can turn it on. Nothing
+// after "--" counts.
+func Requested(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-version", "--version", "-version=true", "--version=true":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
+}

@@ -46,3 +46,22 @@ func TestPrint(t *testing.T) {
 		t.Errorf("Print: %q", out.String())
 	}
 }
+
+func TestRequested(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{[]string{"-version"}, true},
+		{[]string{"--version"}, true},
+		{[]string{"-version=true"}, true},
+		{[]string{"-log-level", "debug", "-version"}, true},
+		{nil, false},
+		{[]string{"-listen", ":1"}, false},
+		{[]string{"--", "-version"}, false},
+	} {
+		if got := Requested(tc.args); got != tc.want {
+			t.Errorf("Requested(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}
